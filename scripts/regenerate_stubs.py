@@ -33,7 +33,7 @@ PACKAGE = "yandexgpt_grpc._generated"
 DEFAULT_OUT = ROOT / "src" / "yandexgpt_grpc" / "_generated"
 DEFAULT_PROTO = ROOT / "proto"
 DEFAULT_URL = "https://github.com/yandex-cloud/cloudapi"
-GRPCIO_TOOLS_VERSION = "1.72.1"
+GRPCIO_TOOLS_VERSION = "1.76.0"
 
 # What the package uses; everything else is found by following imports.
 ENTRY_PROTOS = (

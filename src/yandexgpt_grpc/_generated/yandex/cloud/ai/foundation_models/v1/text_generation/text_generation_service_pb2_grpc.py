@@ -7,7 +7,7 @@ import warnings
 from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import text_generation_service_pb2 as yandex_dot_cloud_dot_ai_dot_foundation__models_dot_v1_dot_text__generation_dot_text__generation__service__pb2
 from yandexgpt_grpc._generated.yandex.cloud.operation import operation_pb2 as yandex_dot_cloud_dot_operation_dot_operation__pb2
 
-GRPC_GENERATED_VERSION = '1.72.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -20,7 +20,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + f' but the generated code in yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service_pb2_grpc.py depends on'
+        + ' but the generated code in yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
