@@ -3,6 +3,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# A venv named on the command line or in the environment (VENV=/abs/path/venv) that
+# already exists is used as it is: make never installs into a venv it does not own.
+ifneq ($(origin VENV),file)
+ifneq ($(wildcard $(PY)),)
+STAMP :=
+endif
+endif
 
 # Upstream API sources for `make regenerate-stubs` (override on the command line).
 CLOUDAPI_URL ?= https://github.com/yandex-cloud/cloudapi
