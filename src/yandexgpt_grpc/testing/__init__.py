@@ -1,5 +1,29 @@
-"""Local emulator of the YandexGPT text-generation gRPC API (work in progress)."""
+"""A local emulator of the YandexGPT text-generation gRPC API, for testing code offline.
+
+>>> from yandexgpt_grpc.testing import Emulator, Reply
+>>> with Emulator() as emu:
+...     emu.enqueue("Completion", Reply(chunks=["Hel", "lo"]))
+...     # point a client at emu.address with any "Api-Key <anything>" credential
+
+See :class:`Emulator` for the server, :class:`Reply` / :class:`Fault` / :class:`OperationScript`
+for scripting and :class:`CapturedCall` for what gets recorded. The pytest plugin in
+``yandexgpt_grpc.testing.pytest_plugin`` provides a ``yandexgpt_emulator`` fixture.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._capture import CapturedCall
+from ._model import sample_value, tokenize
+from ._script import Fault, OperationScript, Reply
+from ._server import METHODS, Emulator
+
+__all__ = [
+    "METHODS",
+    "CapturedCall",
+    "Emulator",
+    "Fault",
+    "OperationScript",
+    "Reply",
+    "sample_value",
+    "tokenize",
+]

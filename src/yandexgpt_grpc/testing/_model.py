@@ -1,0 +1,315 @@
+"""The emulator's default model: a deterministic answer, a tokenizer and request validation.
+
+Everything here is pure (no gRPC), so the answer a test sees depends only on the request.
+
+The default model's answer, from the request's messages:
+
+* last message is a ``tool_result_list`` -> ``Tool results: <name>: <content>; ...``
+* tools declared and ``tool_choice`` is ``REQUIRED`` (the first tool) or names a function (that
+  one) -> status ``TOOL_CALLS`` with one call whose arguments are filled from the tool's
+  ``parameters`` JSON schema (see :func:`sample_value`)
+* ``json_object`` -> ``{"answer": "<text>"}``; ``json_schema`` -> a JSON object with the schema's
+  required properties (all when none are required) filled with sample values by type
+* otherwise the text ``You said: "<last user text>".`` prefixed with ``[<system prompt>] `` when
+  there are system messages, followed by `` This is the emulator answering.``
+
+The tokenizer cuts words and single punctuation marks, each with its leading whitespace, and
+gives every token the id ``zlib.crc32(text) % 100_000``. Input usage is the token count of all
+message contents, exactly what ``TokenizeCompletion`` returns. ``max_tokens`` cuts the answer to
+that many tokens with status ``TRUNCATED_FINAL``. Reasoning mode ``ENABLED_HIDDEN`` adds
+``8 + input_tokens // 2`` reasoning tokens to the completion and total counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Answer",
+    "ValidationError",
+    "default_answer",
+    "input_texts",
+    "message_text",
+    "sample_value",
+    "split_chunks",
+    "struct_to_dict",
+    "token_texts",
+    "tokenize",
+    "validate_model_uri",
+    "validate_request",
+]
+
+FINAL = 3
+TRUNCATED_FINAL = 2
+TOOL_CALLS = 5
+_TOOL_CHOICE_REQUIRED = 3
+_REASONING_ENABLED_HIDDEN = 2
+
+_TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])", re.UNICODE)
+_GPT_URI_RE = re.compile(r"^gpt://([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")
+_DS_URI_RE = re.compile(r"^ds://[^/\s]+(?:/[^\s]*)?$")
+_ROLES = ("system", "user", "assistant")
+
+
+class ValidationError(ValueError):
+    """A request the real API would answer with INVALID_ARGUMENT."""
+
+
+def token_texts(text: str) -> list[str]:
+    """Split ``text`` into tokens; joining them gives back ``text`` minus trailing whitespace."""
+    return _TOKEN_RE.findall(text)
+
+
+def token_id(token: str) -> int:
+    """A stable id for a token text (the same in every process)."""
+    return zlib.crc32(token.encode("utf-8")) % 100_000
+
+
+def tokenize(text: str) -> list[tuple[int, str]]:
+    """``(id, text)`` pairs for ``text``."""
+    return [(token_id(t), t) for t in token_texts(text)]
+
+
+def message_text(message: Any) -> str:
+    """The text the tokenizer sees for one ``Message`` of any content kind."""
+    kind = message.WhichOneof("Content")
+    if kind == "text":
+        return str(message.text)
+    if kind == "tool_call_list":
+        calls = [
+            {
+                "name": c.function_call.name,
+                "arguments": struct_to_dict(c.function_call.arguments),
+            }
+            for c in message.tool_call_list.tool_calls
+        ]
+        return json.dumps(calls, ensure_ascii=False, sort_keys=True)
+    if kind == "tool_result_list":
+        return " ".join(
+            str(r.function_result.content) for r in message.tool_result_list.tool_results
+        )
+    return ""
+
+
+def input_texts(request: Any) -> list[str]:
+    """Texts of all messages of a ``CompletionRequest`` in order (the tokenized input)."""
+    return [message_text(m) for m in request.messages]
+
+
+def validate_model_uri(uri: str, header_folder: str | None, folder_id: str | None) -> None:
+    """Check a model URI and its folder against the ``x-folder-id`` header and the emulator's."""
+    if not uri:
+        raise ValidationError("model_uri is required, e.g. gpt://<folder_id>/yandexgpt-lite/latest")
+    if _DS_URI_RE.match(uri):
+        return
+    m = _GPT_URI_RE.match(uri)
+    if m is None:
+        raise ValidationError(
+            f"invalid model_uri {uri!r}: expected gpt://<folder_id>/<model>[/<version>]"
+            " or ds://<deployment>"
+        )
+    folder = m.group(1)
+    if header_folder and header_folder != folder:
+        raise ValidationError(
+            f"folder of model_uri ({folder}) does not match the x-folder-id header"
+            f" ({header_folder})"
+        )
+    if folder_id and folder_id != folder:
+        raise ValidationError(
+            f"folder of model_uri ({folder}) does not match the folder of the credentials"
+            f" ({folder_id})"
+        )
+
+
+def validate_request(request: Any, header_folder: str | None, folder_id: str | None) -> None:
+    """Reject what the real API rejects with INVALID_ARGUMENT, with a message saying why."""
+    validate_model_uri(request.model_uri, header_folder, folder_id)
+    if not request.messages:
+        raise ValidationError("messages must not be empty: send at least one user message")
+    for i, message in enumerate(request.messages):
+        if message.role not in _ROLES:
+            raise ValidationError(
+                f"messages[{i}].role: unknown role {message.role!r};"
+                f" expected one of {', '.join(_ROLES)}"
+            )
+    options = request.completion_options
+    if options.HasField("temperature"):
+        t = options.temperature.value
+        if not 0.0 <= t <= 1.0:
+            raise ValidationError(f"completion_options.temperature must be within [0, 1], got {t}")
+    if options.HasField("max_tokens") and options.max_tokens.value <= 0:
+        raise ValidationError(
+            f"completion_options.max_tokens must be positive, got {options.max_tokens.value}"
+        )
+    if request.HasField("tool_choice") and request.tool_choice.WhichOneof("ToolChoice") == (
+        "function_name"
+    ):
+        name = request.tool_choice.function_name
+        if name not in [t.function.name for t in request.tools]:
+            raise ValidationError(f"tool_choice names function {name!r}, which is not in tools")
+
+
+def sample_value(schema: Mapping[str, Any], name: str = "value") -> Any:
+    """A plausible value for a JSON schema: first enum/const, else by ``type``."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object":
+        props: Mapping[str, Any] = schema.get("properties") or {}
+        required = schema.get("required") or list(props)
+        return {key: sample_value(props.get(key) or {}, key) for key in required}
+    if kind == "array":
+        return [sample_value(schema.get("items") or {}, name)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return f"sample {name}"
+
+
+@dataclass
+class Answer:
+    """What the model says: text (or tool calls) and the token counts behind usage."""
+
+    text: str
+    status: int = FINAL
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens of the visible answer plus hidden reasoning."""
+        return count_answer_tokens(self.text, self.tool_calls) + self.reasoning_tokens
+
+
+def count_answer_tokens(text: str, tool_calls: Sequence[Mapping[str, Any]]) -> int:
+    """Token count of an answer: its text, or the JSON of its tool calls."""
+    if tool_calls:
+        return len(token_texts(json.dumps(list(tool_calls), ensure_ascii=False, sort_keys=True)))
+    return len(token_texts(text))
+
+
+def count_input_tokens(request: Any) -> int:
+    """``usage.input_text_tokens`` for a request (equals TokenizeCompletion's token count)."""
+    return sum(len(token_texts(t)) for t in input_texts(request))
+
+
+def reasoning_tokens(request: Any, input_tokens: int) -> int:
+    """Hidden reasoning token count, non-zero only in ENABLED_HIDDEN mode."""
+    mode = request.completion_options.reasoning_options.mode
+    return 8 + input_tokens // 2 if mode == _REASONING_ENABLED_HIDDEN else 0
+
+
+def _value_to_py(value: Any) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value)
+    if kind == "list_value":
+        return [_value_to_py(v) for v in value.list_value.values]
+    if kind in (None, "null_value"):
+        return None
+    return getattr(value, kind)
+
+
+def struct_to_dict(struct: Any) -> dict[str, Any]:
+    """A ``google.protobuf.Struct`` (from any descriptor pool) as plain Python data."""
+    return {key: _value_to_py(v) for key, v in struct.fields.items()}
+
+
+def _chosen_tool(request: Any) -> Any | None:
+    if not request.tools or not request.HasField("tool_choice"):
+        return None
+    which = request.tool_choice.WhichOneof("ToolChoice")
+    if which == "function_name":
+        for tool in request.tools:
+            if tool.function.name == request.tool_choice.function_name:
+                return tool
+        return None
+    if which == "mode" and request.tool_choice.mode == _TOOL_CHOICE_REQUIRED:
+        return request.tools[0]
+    return None
+
+
+def tool_call_for(tool: Any) -> dict[str, Any]:
+    """A call to ``tool`` with arguments sampled from its parameters schema."""
+    schema = struct_to_dict(tool.function.parameters)
+    args = sample_value(schema) if schema else {}
+    return {"name": tool.function.name, "arguments": args if isinstance(args, dict) else {}}
+
+
+def _plain_text(request: Any) -> str:
+    system = " ".join(m.text for m in request.messages if m.role == "system" and m.text).strip()
+    user = next(
+        (
+            m.text
+            for m in reversed(request.messages)
+            if m.role == "user" and m.WhichOneof("Content") == "text"
+        ),
+        "",
+    ).strip()
+    text = f'You said: "{user}".' if user else "Hello! What would you like to talk about?"
+    if system:
+        text = f"[{system}] {text}"
+    return text + " This is the emulator answering."
+
+
+def default_answer(request: Any) -> Answer:
+    """The default model's answer to a validated ``CompletionRequest`` (see module docstring)."""
+    n_input = count_input_tokens(request)
+    n_reasoning = reasoning_tokens(request, n_input)
+    last = request.messages[-1] if request.messages else None
+    tool = _chosen_tool(request)
+    if last is not None and last.WhichOneof("Content") == "tool_result_list":
+        parts = [
+            f"{r.function_result.name}: {r.function_result.content}"
+            for r in last.tool_result_list.tool_results
+        ]
+        text = "Tool results: " + "; ".join(parts) + "."
+    elif tool is not None:
+        return Answer("", TOOL_CALLS, [tool_call_for(tool)], n_input, n_reasoning)
+    else:
+        text = _plain_text(request)
+    which = request.WhichOneof("ResponseFormat")
+    if which == "json_object" and request.json_object:
+        text = json.dumps({"answer": text}, ensure_ascii=False)
+    elif which == "json_schema":
+        schema = struct_to_dict(request.json_schema.schema)
+        value = sample_value(schema)
+        if not isinstance(value, dict):
+            value = {"value": value}
+        text = json.dumps(value, ensure_ascii=False)
+    answer = Answer(text, FINAL, [], n_input, n_reasoning)
+    options = request.completion_options
+    if options.HasField("max_tokens"):
+        tokens = token_texts(text)
+        if len(tokens) > options.max_tokens.value:
+            answer.text = "".join(tokens[: options.max_tokens.value])
+            answer.status = TRUNCATED_FINAL
+    return answer
+
+
+def split_chunks(text: str, parts: int = 4) -> list[str]:
+    """Split ``text`` on token boundaries into up to ``parts`` non-empty chunks."""
+    tokens = token_texts(text)
+    if not tokens:
+        return [text] if text else []
+    size = -(-len(tokens) // parts)
+    chunks = ["".join(tokens[i : i + size]) for i in range(0, len(tokens), size)]
+    rest = text[len("".join(chunks)) :]
+    if rest:
+        chunks[-1] += rest
+    return chunks
