@@ -90,9 +90,7 @@ def message_text(message: Any) -> str:
         ]
         return json.dumps(calls, ensure_ascii=False, sort_keys=True)
     if kind == "tool_result_list":
-        return " ".join(
-            str(r.function_result.content) for r in message.tool_result_list.tool_results
-        )
+        return " ".join(str(r.function_result.content) for r in message.tool_result_list.tool_results)
     return ""
 
 
@@ -110,19 +108,14 @@ def validate_model_uri(uri: str, header_folder: str | None, folder_id: str | Non
     m = _GPT_URI_RE.match(uri)
     if m is None:
         raise ValidationError(
-            f"invalid model_uri {uri!r}: expected gpt://<folder_id>/<model>[/<version>]"
-            " or ds://<deployment>"
+            f"invalid model_uri {uri!r}: expected gpt://<folder_id>/<model>[/<version>] or ds://<deployment>"
         )
     folder = m.group(1)
     if header_folder and header_folder != folder:
-        raise ValidationError(
-            f"folder of model_uri ({folder}) does not match the x-folder-id header"
-            f" ({header_folder})"
-        )
+        raise ValidationError(f"folder of model_uri ({folder}) does not match the x-folder-id header ({header_folder})")
     if folder_id and folder_id != folder:
         raise ValidationError(
-            f"folder of model_uri ({folder}) does not match the folder of the credentials"
-            f" ({folder_id})"
+            f"folder of model_uri ({folder}) does not match the folder of the credentials ({folder_id})"
         )
 
 
@@ -134,8 +127,7 @@ def validate_request(request: Any, header_folder: str | None, folder_id: str | N
     for i, message in enumerate(request.messages):
         if message.role not in _ROLES:
             raise ValidationError(
-                f"messages[{i}].role: unknown role {message.role!r};"
-                f" expected one of {', '.join(_ROLES)}"
+                f"messages[{i}].role: unknown role {message.role!r}; expected one of {', '.join(_ROLES)}"
             )
     options = request.completion_options
     if options.HasField("temperature"):
@@ -143,12 +135,8 @@ def validate_request(request: Any, header_folder: str | None, folder_id: str | N
         if not 0.0 <= t <= 1.0:
             raise ValidationError(f"completion_options.temperature must be within [0, 1], got {t}")
     if options.HasField("max_tokens") and options.max_tokens.value <= 0:
-        raise ValidationError(
-            f"completion_options.max_tokens must be positive, got {options.max_tokens.value}"
-        )
-    if request.HasField("tool_choice") and request.tool_choice.WhichOneof("ToolChoice") == (
-        "function_name"
-    ):
+        raise ValidationError(f"completion_options.max_tokens must be positive, got {options.max_tokens.value}")
+    if request.HasField("tool_choice") and request.tool_choice.WhichOneof("ToolChoice") == ("function_name"):
         name = request.tool_choice.function_name
         if name not in [t.function.name for t in request.tools]:
             raise ValidationError(f"tool_choice names function {name!r}, which is not in tools")
@@ -254,11 +242,7 @@ def tool_call_for(tool: Any) -> dict[str, Any]:
 def _plain_text(request: Any) -> str:
     system = " ".join(m.text for m in request.messages if m.role == "system" and m.text).strip()
     user = next(
-        (
-            m.text
-            for m in reversed(request.messages)
-            if m.role == "user" and m.WhichOneof("Content") == "text"
-        ),
+        (m.text for m in reversed(request.messages) if m.role == "user" and m.WhichOneof("Content") == "text"),
         "",
     ).strip()
     text = f'You said: "{user}".' if user else "Hello! What would you like to talk about?"
@@ -274,10 +258,7 @@ def default_answer(request: Any) -> Answer:
     last = request.messages[-1] if request.messages else None
     tool = _chosen_tool(request)
     if last is not None and last.WhichOneof("Content") == "tool_result_list":
-        parts = [
-            f"{r.function_result.name}: {r.function_result.content}"
-            for r in last.tool_result_list.tool_results
-        ]
+        parts = [f"{r.function_result.name}: {r.function_result.content}" for r in last.tool_result_list.tool_results]
         text = "Tool results: " + "; ".join(parts) + "."
     elif tool is not None:
         return Answer("", TOOL_CALLS, [tool_call_for(tool)], n_input, n_reasoning)

@@ -30,9 +30,7 @@ MetadataPairs = Sequence[tuple[str, "str | bytes"]]
 def _status_value(status: str) -> int:
     key = status.upper().removeprefix("ALTERNATIVE_STATUS_")
     if key not in STATUS_NAMES:
-        raise ValueError(
-            f"unknown alternative status {status!r}; expected one of {sorted(STATUS_NAMES)}"
-        )
+        raise ValueError(f"unknown alternative status {status!r}; expected one of {sorted(STATUS_NAMES)}")
     return STATUS_NAMES[key]
 
 

@@ -158,9 +158,7 @@ class Emulator:
         ready = threading.Event()
         self._start_error = None
         self._stopping = False
-        thread = threading.Thread(
-            target=self._thread_main, args=(ready,), name="yandexgpt-emulator", daemon=True
-        )
+        thread = threading.Thread(target=self._thread_main, args=(ready,), name="yandexgpt-emulator", daemon=True)
         thread.start()
         ready.wait()
         if self._start_error is not None:
@@ -225,19 +223,13 @@ class Emulator:
             self._stop_event = asyncio.Event()
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
             tg_grpc.add_TextGenerationServiceServicer_to_server(_TextGeneration(self), server)
-            tg_grpc.add_TextGenerationAsyncServiceServicer_to_server(
-                _AsyncTextGeneration(self), server
-            )
+            tg_grpc.add_TextGenerationAsyncServiceServicer_to_server(_AsyncTextGeneration(self), server)
             tg_grpc.add_TokenizerServiceServicer_to_server(_Tokenizer(self), server)
-            operation_service_pb2_grpc.add_OperationServiceServicer_to_server(
-                _Operations(self), server
-            )
+            operation_service_pb2_grpc.add_OperationServiceServicer_to_server(_Operations(self), server)
             for add in self._extra_services:
                 add(server, self)
             target = (
-                f"unix:{self.unix_socket}"
-                if self.unix_socket
-                else _join_host_port(self.host, self._requested_port)
+                f"unix:{self.unix_socket}" if self.unix_socket else _join_host_port(self.host, self._requested_port)
             )
             if self.tls is not None:
                 creds = grpc.ssl_server_credentials([(self.tls[1], self.tls[0])])
@@ -415,9 +407,7 @@ class Emulator:
                 self._finish(call, grpc.StatusCode.UNAVAILABLE, "emulator stopped")
             else:
                 call.cancelled = True
-                expired = call.deadline is not None and (
-                    time.monotonic() - call.started_at >= call.deadline
-                )
+                expired = call.deadline is not None and (time.monotonic() - call.started_at >= call.deadline)
                 code = grpc.StatusCode.DEADLINE_EXCEEDED if expired else grpc.StatusCode.CANCELLED
                 self._finish(call, code, "cancelled by the client")
             raise
@@ -438,9 +428,7 @@ class Emulator:
         value = call.header("authorization")
         help_text = "send 'authorization: Api-Key <API key>' or 'authorization: Bearer <IAM token>'"
         if value is None or not value.strip():
-            raise _Abort(
-                grpc.StatusCode.UNAUTHENTICATED, f"missing authorization metadata: {help_text}"
-            )
+            raise _Abort(grpc.StatusCode.UNAUTHENTICATED, f"missing authorization metadata: {help_text}")
         scheme, _, secret = value.strip().partition(" ")
         secret = secret.strip()
         scheme = scheme.lower()
@@ -456,9 +444,7 @@ class Emulator:
         if scheme == "api-key" and secret not in (keys or ()):
             raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the API key is not valid")
         if scheme == "bearer" and secret not in (tokens or ()):
-            raise _Abort(
-                grpc.StatusCode.UNAUTHENTICATED, "the IAM token is not valid or has expired"
-            )
+            raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the IAM token is not valid or has expired")
 
     def _validate(self, call: CapturedCall, check: Callable[[], None]) -> None:
         try:
@@ -469,9 +455,7 @@ class Emulator:
     def _validate_completion(self, call: CapturedCall) -> None:
         self._validate(
             call,
-            lambda: _model.validate_request(
-                call.request, call.header("x-folder-id"), self.folder_id
-            ),
+            lambda: _model.validate_request(call.request, call.header("x-folder-id"), self.folder_id),
         )
 
     # -- responses ----------------------------------------------------------------------------
@@ -510,9 +494,7 @@ class Emulator:
             final, status, tool_calls = answer.text, answer.status, answer.tool_calls
             usage: tuple[int, ...] | None = None
         else:
-            chunks = (
-                list(reply.chunks) if reply.chunks is not None else _model.split_chunks(answer.text)
-            )
+            chunks = list(reply.chunks) if reply.chunks is not None else _model.split_chunks(answer.text)
             if reply.final_text is not None:
                 final = reply.final_text
             else:
@@ -521,9 +503,7 @@ class Emulator:
             if reply.tool_calls is not None:
                 tool_calls = [dict(tc) for tc in reply.tool_calls]
             elif status == _model.TOOL_CALLS:
-                tool_calls = answer.tool_calls or (
-                    [_model.tool_call_for(request.tools[0])] if request.tools else []
-                )
+                tool_calls = answer.tool_calls or ([_model.tool_call_for(request.tools[0])] if request.tools else [])
             else:
                 tool_calls = []
             usage = reply.usage
@@ -685,9 +665,7 @@ class Emulator:
         request = rpc.call.request
         self._validate(
             rpc.call,
-            lambda: _model.validate_model_uri(
-                request.model_uri, rpc.call.header("x-folder-id"), self.folder_id
-            ),
+            lambda: _model.validate_model_uri(request.model_uri, rpc.call.header("x-folder-id"), self.folder_id),
         )
         await self._apply_reply_envelope(rpc, self._pop("Tokenize"))
         await rpc.send_initial()
@@ -747,9 +725,7 @@ class _AsyncTextGeneration:
         self._emu = emu
 
     async def Completion(self, request: Any, context: Any) -> Any:
-        return await self._emu.handle(
-            "AsyncCompletion", request, context, self._emu.async_completion
-        )
+        return await self._emu.handle("AsyncCompletion", request, context, self._emu.async_completion)
 
 
 class _Tokenizer:
@@ -760,9 +736,7 @@ class _Tokenizer:
         return await self._emu.handle("Tokenize", request, context, self._emu.tokenize)
 
     async def TokenizeCompletion(self, request: Any, context: Any) -> Any:
-        return await self._emu.handle(
-            "TokenizeCompletion", request, context, self._emu.tokenize_completion
-        )
+        return await self._emu.handle("TokenizeCompletion", request, context, self._emu.tokenize_completion)
 
 
 class _Operations:
@@ -773,6 +747,4 @@ class _Operations:
         return await self._emu.handle("OperationGet", request, context, self._emu.operation_get)
 
     async def Cancel(self, request: Any, context: Any) -> Any:
-        return await self._emu.handle(
-            "OperationCancel", request, context, self._emu.operation_cancel
-        )
+        return await self._emu.handle("OperationCancel", request, context, self._emu.operation_cancel)
