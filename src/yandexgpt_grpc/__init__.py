@@ -1,1 +1,86 @@
-"""yandexgpt-grpc."""
+"""yandexgpt-grpc: a small, fast gRPC client for the Yandex Cloud Foundation Models text-generation API.
+
+Start with `Client` (blocking) or `AsyncClient` (asyncio); test your code against
+`yandexgpt_grpc.testing.Emulator`.
+"""
+
+from ._async_client import AsyncClient
+from ._auth import ApiKey, Credentials, IamToken, resolve_credentials
+from ._client import Client
+from ._errors import (
+    AbortedError,
+    AlreadyExistsError,
+    APIError,
+    AuthenticationError,
+    CancelledError,
+    DataLossError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    IncompleteStreamError,
+    InternalServerError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    RateLimitError,
+    StreamInterruptedError,
+    UnavailableError,
+    UnimplementedError,
+    UnknownError,
+    YandexGPTError,
+)
+from ._retry import RetryPolicy
+from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
+from ._types import (
+    NOT_GIVEN,
+    Alternative,
+    AlternativeStatus,
+    CompletionResult,
+    Message,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
+from ._version import __version__
+
+__all__ = [
+    "NOT_GIVEN",
+    "APIError",
+    "AbortedError",
+    "AlreadyExistsError",
+    "Alternative",
+    "AlternativeStatus",
+    "ApiKey",
+    "AsyncClient",
+    "AsyncCompletionStream",
+    "AuthenticationError",
+    "CancelledError",
+    "Client",
+    "CompletionResult",
+    "CompletionStream",
+    "Credentials",
+    "DataLossError",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "IamToken",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidArgumentError",
+    "Message",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RetryPolicy",
+    "StreamInterruptedError",
+    "TextReset",
+    "ToolCall",
+    "ToolResult",
+    "UnavailableError",
+    "UnimplementedError",
+    "UnknownError",
+    "Usage",
+    "YandexGPTError",
+    "__version__",
+    "resolve_credentials",
+]

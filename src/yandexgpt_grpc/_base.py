@@ -1,0 +1,224 @@
+"""What Client and AsyncClient share: configuration, checks and per-call metadata."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _retry
+from ._auth import Credentials, resolve_credentials
+from ._constants import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_OPERATION_ENDPOINT,
+    DEFAULT_STREAM_TIMEOUT,
+    DEFAULT_TIMEOUT,
+    ENV_ENDPOINT,
+    ENV_FOLDER_ID,
+    HEADER_ATTEMPT,
+    HEADER_AUTHORIZATION,
+    HEADER_CLIENT_REQUEST_ID,
+    HEADER_DATA_LOGGING,
+    HEADER_FOLDER_ID,
+    MAX_MESSAGE_BYTES,
+    USER_AGENT,
+)
+from ._convert import MessagesInput, build_request, model_uri, normalize_messages
+from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+    text_generation_service_pb2 as tg_pb2,
+)
+from ._retry import DEFAULT_RETRY, RetryPolicy
+from ._types import NotGiven
+
+Timeout = float | None | NotGiven
+ChannelOptions = Sequence[tuple[str, Any]]
+MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
+
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+_SINGLE_THREADED_UNARY_STREAM = "grpc.experimental.ChannelOptions.SingleThreadedUnaryStream"
+
+
+def split_host(endpoint: str) -> str:
+    """The host part of a grpc target (name, IPv4 or [IPv6]) without the port."""
+    target = endpoint.split("///", 1)[-1] if endpoint.startswith("dns:") else endpoint
+    if target.startswith("["):
+        return target[1 : target.find("]")]
+    if target.count(":") > 1:  # bare IPv6 without a port
+        return target
+    return target.rsplit(":", 1)[0]
+
+
+def is_local(endpoint: str) -> bool:
+    """True for Unix sockets and loopback addresses: the only plaintext targets we allow."""
+    if endpoint.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = split_host(endpoint).lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_endpoint(endpoint: str, insecure: bool) -> str:
+    if not isinstance(endpoint, str) or not endpoint.strip():
+        raise ValueError("endpoint is empty: use host:port, e.g. 'llm.api.cloud.yandex.net:443'")
+    endpoint = endpoint.strip()
+    if insecure and not is_local(endpoint):
+        raise ValueError(
+            f"insecure=True sends credentials in plaintext and is allowed only to loopback addresses "
+            f"and Unix sockets, not to {split_host(endpoint)!r}; use TLS (the default) for remote endpoints"
+        )
+    return endpoint
+
+
+def resolve_timeout(value: Timeout, default: float | None) -> float | None:
+    if isinstance(value, NotGiven):
+        return default
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
+    return float(value)
+
+
+def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, Any]]:
+    opts: dict[str, Any] = {
+        "grpc.primary_user_agent": USER_AGENT,
+        "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
+        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
+        # Five minutes matches grpc servers' default ping policy; faster pings get
+        # the connection closed with "too many pings".
+        "grpc.keepalive_time_ms": 300_000,
+        "grpc.keepalive_timeout_ms": 20_000,
+        "grpc.keepalive_permit_without_calls": 0,
+        # Let grpc retry transparently only what never reached the server.
+        "grpc.enable_retries": 1,
+    }
+    if sync:
+        # Reads stream messages on the caller's thread: no hop through grpc's
+        # polling thread per message (about a quarter less CPU per message).
+        opts[_SINGLE_THREADED_UNARY_STREAM] = 1
+    for key, value in user or ():
+        opts[key] = value
+    return list(opts.items())
+
+
+def _user_metadata(metadata: MetadataInput) -> tuple[tuple[str, str], ...]:
+    if not metadata:
+        return ()
+    pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+    out = []
+    for key, value in pairs:
+        if not isinstance(key, str) or key != key.lower() or not key:
+            raise ValueError(f"metadata keys must be non-empty lowercase str, got {key!r}")
+        if key == HEADER_AUTHORIZATION:
+            raise ValueError("pass credentials with api_key=, iam_token= or credentials=, not as metadata")
+        out.append((key, value))
+    return tuple(out)
+
+
+class ClientConfig:
+    """Everything resolved once at construction; nothing here does I/O."""
+
+    __slots__ = (
+        "_static_metadata",
+        "credentials",
+        "endpoint",
+        "folder_id",
+        "insecure",
+        "operation_endpoint",
+        "options",
+        "retry",
+        "root_certificates",
+        "stream_timeout",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None,
+        folder_id: str | None,
+        api_key: str | None,
+        iam_token: str | None,
+        credentials: Credentials | None,
+        insecure: bool,
+        root_certificates: bytes | None,
+        timeout: Timeout,
+        metadata: MetadataInput,
+        data_logging: bool | None,
+        channel_options: ChannelOptions | None,
+        max_retries: int | None,
+        retry: RetryPolicy | None,
+        operation_endpoint: str | None,
+        sync: bool,
+    ) -> None:
+        env = os.environ
+        self.insecure = bool(insecure)
+        self.endpoint = check_endpoint(endpoint or env.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT, self.insecure)
+        default_ops = self.endpoint if endpoint or env.get(ENV_ENDPOINT) else DEFAULT_OPERATION_ENDPOINT
+        self.operation_endpoint = check_endpoint(operation_endpoint or default_ops, self.insecure)
+        if root_certificates is not None and not isinstance(root_certificates, bytes):
+            raise TypeError("root_certificates must be PEM bytes")
+        if root_certificates is not None and self.insecure:
+            raise ValueError("root_certificates and insecure=True contradict each other: pick one")
+        self.root_certificates = root_certificates
+        self.folder_id = (folder_id or env.get(ENV_FOLDER_ID) or "").strip() or None
+        self.credentials = resolve_credentials(api_key=api_key, iam_token=iam_token, credentials=credentials)
+        default = resolve_timeout(timeout, DEFAULT_TIMEOUT)
+        self.timeout = default
+        self.stream_timeout = default if not isinstance(timeout, NotGiven) else DEFAULT_STREAM_TIMEOUT
+        policy = retry if retry is not None else DEFAULT_RETRY
+        if max_retries is not None:
+            policy = policy.with_max_retries(max_retries)
+        self.retry = policy
+        self.options = build_channel_options(channel_options, sync)
+        static = list(_user_metadata(metadata))
+        if self.folder_id and self.credentials.sends_folder_id:
+            static.append((HEADER_FOLDER_ID, self.folder_id))
+        if data_logging is not None:
+            static.append((HEADER_DATA_LOGGING, "true" if data_logging else "false"))
+        self._static_metadata = tuple(static)
+
+    def metadata(self, authorization: str, request_id: str, extra: MetadataInput) -> tuple[tuple[str, str], ...]:
+        md = ((HEADER_AUTHORIZATION, authorization), (HEADER_CLIENT_REQUEST_ID, request_id), *self._static_metadata)
+        if extra:
+            md += _user_metadata(extra)
+        return md
+
+    def prepare(
+        self, model: str, messages: MessagesInput, options: Mapping[str, Any], stream: bool
+    ) -> tg_pb2.CompletionRequest:
+        return build_request(model_uri(model, self.folder_id), normalize_messages(messages), options, stream)
+
+    def call_timeout(self, timeout: Timeout, stream: bool) -> float | None:
+        return resolve_timeout(timeout, self.stream_timeout if stream else self.timeout)
+
+    def policy(self, retry: RetryPolicy | NotGiven | None) -> RetryPolicy:
+        if isinstance(retry, NotGiven):
+            return self.retry
+        if retry is None:
+            return RetryPolicy.no_retries()
+        if not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
+        return retry
+
+    def describe(self, name: str) -> str:
+        folder = f", folder_id={self.folder_id!r}" if self.folder_id else ""
+        return f"{name}(endpoint={self.endpoint!r}{folder}, credentials={self.credentials!r})"
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def deadline_of(timeout: float | None) -> float | None:
+    return None if timeout is None else _retry.monotonic() + timeout
+
+
+def attempt_header(attempt: int) -> tuple[tuple[str, str], ...]:
+    return ((HEADER_ATTEMPT, str(attempt)),) if attempt > 1 else ()

@@ -1,0 +1,211 @@
+"""Python values <-> protobuf messages: the only module that builds requests or reads responses."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypedDict
+
+from google.protobuf import json_format
+
+from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
+from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+    text_generation_service_pb2 as tg_pb2,
+)
+from ._types import (
+    _STATUSES,
+    ROLES,
+    Alternative,
+    AlternativeStatus,
+    CompletionResult,
+    Message,
+    ToolCall,
+    Usage,
+)
+
+MessagesInput = str | Message | Mapping[str, Any] | Sequence["str | Message | Mapping[str, Any]"]
+
+_URI_SCHEMES = ("gpt://", "ds://", "emb://", "cls://")
+_REASONING = {
+    "disabled": common_pb2.ReasoningOptions.DISABLED,
+    "enabled_hidden": common_pb2.ReasoningOptions.ENABLED_HIDDEN,
+}
+
+
+class GenerationOptions(TypedDict, total=False):
+    """Sampling and output options shared by complete(), stream() and friends."""
+
+    temperature: float | None
+    max_tokens: int | None
+    reasoning_mode: str | None
+
+
+_OPTION_NAMES = frozenset(GenerationOptions.__annotations__)
+
+
+def model_uri(model: str, folder_id: str | None) -> str:
+    """Expand a short model name (`yandexgpt-lite`, `yandexgpt/rc`) to a gpt:// URI."""
+    if not isinstance(model, str):
+        raise TypeError(f"model must be a str such as 'yandexgpt-lite', got {type(model).__name__}")
+    model = model.strip()
+    if not model:
+        raise ValueError(
+            "model is empty: pass a name such as 'yandexgpt-lite' or a full 'gpt://<folder>/<model>/latest' URI"
+        )
+    if model.startswith(_URI_SCHEMES):
+        return model
+    if "://" in model:
+        raise ValueError(f"model URI {model!r} has an unknown scheme: expected gpt://<folder>/<model>[/<version>]")
+    if not folder_id:
+        raise ValueError(
+            f"model {model!r} is a short name, which needs a folder: pass folder_id= or set YC_FOLDER_ID "
+            f"(or give the full URI gpt://<folder>/{model}/latest)"
+        )
+    parts = model.split("/")
+    if len(parts) > 2 or not all(parts):
+        raise ValueError(f"model {model!r} should look like 'yandexgpt-lite' or 'yandexgpt-lite/latest'")
+    name, version = (parts[0], parts[1]) if len(parts) == 2 else (parts[0], "latest")
+    return f"gpt://{folder_id}/{name}/{version}"
+
+
+def _message(item: Any, where: str) -> Message:
+    if isinstance(item, Message):
+        msg = item
+    elif isinstance(item, str):
+        return Message("user", item)
+    elif isinstance(item, Mapping):
+        unknown = set(item) - {"role", "text", "content"}
+        if unknown:
+            raise ValueError(f"{where}: unsupported keys {sorted(unknown)}; a message dict has 'role' and 'text'")
+        text = item.get("text", item.get("content"))
+        if not isinstance(text, str):
+            raise TypeError(f"{where}: 'text' must be a str, got {type(text).__name__}; only text content is supported")
+        msg = Message(str(item.get("role", "")), text)
+    else:
+        raise TypeError(
+            f"{where}: expected a Message, a str or a dict with 'role' and 'text', got {type(item).__name__}"
+        )
+    if msg.role not in ROLES:
+        raise ValueError(f"{where}: unknown role {msg.role!r}; use one of {', '.join(ROLES)}")
+    if not isinstance(msg.text, str):
+        raise TypeError(f"{where}: text must be a str, got {type(msg.text).__name__}; only text content is supported")
+    return msg
+
+
+def normalize_messages(messages: MessagesInput) -> list[Message]:
+    """Accept a str, one Message/dict, or a sequence of them; reject anything else clearly."""
+    if isinstance(messages, (str, Message, Mapping)):
+        items: Iterable[Any] = (messages,)
+    elif isinstance(messages, Sequence):
+        items = messages
+    else:
+        raise TypeError(f"messages must be a str, a Message or a list of them, got {type(messages).__name__}")
+    out = [_message(item, f"messages[{i}]") for i, item in enumerate(items)]
+    if not out:
+        raise ValueError("messages is empty: give at least one message, e.g. Message.user('Hello')")
+    return out
+
+
+def _set_message(pb: common_pb2.Message, msg: Message) -> None:
+    pb.role = msg.role
+    if msg.tool_calls:
+        for call in msg.tool_calls:
+            fc = pb.tool_call_list.tool_calls.add().function_call
+            fc.name = call.name
+            fc.arguments.update(dict(call.arguments))
+    elif msg.tool_results:
+        for result in msg.tool_results:
+            fr = pb.tool_result_list.tool_results.add().function_result
+            fr.name = result.name
+            fr.content = result.content
+    else:
+        pb.text = msg.text
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unexpected option(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_OPTION_NAMES))}")
+
+
+def build_request(
+    uri: str, messages: Sequence[Message], options: Mapping[str, Any], stream: bool
+) -> tg_pb2.CompletionRequest:
+    """Validate options and build a CompletionRequest; raises before any I/O."""
+    check_options(options)
+    req = tg_pb2.CompletionRequest(model_uri=uri)
+    opts = req.completion_options
+    opts.stream = stream
+    temperature = options.get("temperature")
+    if temperature is not None:
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+            raise TypeError(f"temperature must be a number in [0, 1], got {type(temperature).__name__}")
+        if not (0.0 <= temperature <= 1.0) or math.isnan(temperature):
+            raise ValueError(f"temperature must be in [0, 1], got {temperature!r}")
+        opts.temperature.value = float(temperature)
+    max_tokens = options.get("max_tokens")
+    if max_tokens is not None:
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int):
+            raise TypeError(f"max_tokens must be a positive int, got {type(max_tokens).__name__}")
+        if max_tokens <= 0:
+            raise ValueError(f"max_tokens must be a positive int, got {max_tokens}")
+        opts.max_tokens.value = max_tokens
+    mode = options.get("reasoning_mode")
+    if mode is not None:
+        key = mode.lower() if isinstance(mode, str) else mode
+        if key not in _REASONING:
+            raise ValueError(f"reasoning_mode must be one of {', '.join(map(repr, _REASONING))}, got {mode!r}")
+        opts.reasoning_options.mode = _REASONING[key]
+    add = req.messages.add
+    for msg in messages:
+        _set_message(add(), msg)
+    return req
+
+
+def usage_of(pb: common_pb2.ContentUsage) -> Usage:
+    return Usage(
+        pb.input_text_tokens,
+        pb.completion_tokens,
+        pb.total_tokens,
+        pb.completion_tokens_details.reasoning_tokens,
+    )
+
+
+def tool_calls_of(msg: common_pb2.Message) -> tuple[ToolCall, ...]:
+    return tuple(
+        ToolCall(tc.function_call.name, json_format.MessageToDict(tc.function_call.arguments))
+        for tc in msg.tool_call_list.tool_calls
+        if tc.HasField("function_call")
+    )
+
+
+def status_of(value: int) -> AlternativeStatus:
+    try:
+        return _STATUSES[value]
+    except IndexError:
+        return AlternativeStatus.UNSPECIFIED
+
+
+def alternative_of(pb: common_pb2.Alternative, index: int, previous: str) -> Alternative:
+    """Build an Alternative and its delta against the previous text of the same index."""
+    msg = pb.message
+    text = msg.text
+    status = _STATUSES[pb.status] if pb.status < 6 else AlternativeStatus.UNSPECIFIED
+    calls = tool_calls_of(msg) if msg.HasField("tool_call_list") else ()
+    if text.startswith(previous):
+        return Alternative(text, text[len(previous) :], status, index, False, calls)
+    return Alternative(text, text, status, index, True, calls)
+
+
+def result_of(
+    resp: tg_pb2.CompletionResponse,
+    alternatives: tuple[Alternative, ...],
+    request_id: str | None,
+    trace_id: str | None,
+) -> CompletionResult:
+    return CompletionResult(alternatives, usage_of(resp.usage), resp.model_version, request_id, trace_id, resp)
+
+
+def unary_result(resp: tg_pb2.CompletionResponse, request_id: str | None, trace_id: str | None) -> CompletionResult:
+    alts = tuple(alternative_of(a, i, "") for i, a in enumerate(resp.alternatives))
+    return result_of(resp, alts, request_id, trace_id)

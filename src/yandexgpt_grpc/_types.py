@@ -1,0 +1,196 @@
+"""Plain Python values the public API returns; no protobuf object leaks out but `raw`."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message as _PbMessage
+
+
+class _NotGiven:
+    """Marks an argument the caller left out, as distinct from an explicit None."""
+
+    _instance: _NotGiven | None = None
+
+    def __new__(cls) -> _NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN: Final = _NotGiven()
+NotGiven = _NotGiven
+
+
+class AlternativeStatus(enum.IntEnum):
+    """Where an alternative stands; values equal the wire enum's numbers."""
+
+    UNSPECIFIED = 0
+    PARTIAL = 1
+    TRUNCATED_FINAL = 2
+    FINAL = 3
+    CONTENT_FILTER = 4
+    TOOL_CALLS = 5
+
+    @property
+    def is_final(self) -> bool:
+        """Every status but PARTIAL (and UNSPECIFIED) ends an alternative."""
+        return self >= AlternativeStatus.TRUNCATED_FINAL
+
+    @property
+    def wire_name(self) -> str:
+        """The name the REST API and the proto use, e.g. ALTERNATIVE_STATUS_FINAL."""
+        return "ALTERNATIVE_STATUS_" + self.name
+
+
+_STATUSES: Final = tuple(AlternativeStatus)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model asks the caller to make."""
+
+    name: str
+    arguments: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a called function returned, to be sent back to the model."""
+
+    name: str
+    content: str
+
+
+ROLES: Final = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One turn of a conversation: text, tool calls made by the model, or tool results."""
+
+    role: str
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_results: tuple[ToolResult, ...] = ()
+
+    @classmethod
+    def system(cls, text: str) -> Message:
+        return cls("system", text)
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        return cls("user", text)
+
+    @classmethod
+    def assistant(cls, text: str = "", *, tool_calls: Sequence[ToolCall] = ()) -> Message:
+        return cls("assistant", text, tool_calls=tuple(tool_calls))
+
+    @classmethod
+    def tool_result(cls, name: str, content: Any) -> Message:
+        """One tool's answer; non-string content is sent as JSON."""
+        return cls.with_tool_results([ToolResult(name, _content(content))])
+
+    @classmethod
+    def with_tool_results(cls, results: Sequence[ToolResult]) -> Message:
+        """Several tools' answers in one turn, as the API expects after parallel calls."""
+        return cls("user", tool_results=tuple(results))
+
+
+def _content(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts; in a stream they are running totals."""
+
+    input_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Alternative:
+    """One candidate answer as it stood in one response.
+
+    `text` is the whole text so far, as the server sent it. `delta` is what is new
+    since the previous alternative of the same `index`. When the server's text does
+    not extend the previous one (a content filter replaced it), `replaced` is True
+    and `delta` holds the whole new text: discard what you showed before.
+    """
+
+    text: str
+    delta: str
+    status: AlternativeStatus
+    index: int = 0
+    replaced: bool = False
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def is_final(self) -> bool:
+        return self.status >= 2
+
+
+@dataclass(frozen=True)
+class CompletionResult:
+    """The outcome of a completion; `raw` is the last CompletionResponse for power users."""
+
+    alternatives: tuple[Alternative, ...]
+    usage: Usage
+    model_version: str
+    request_id: str | None = None
+    trace_id: str | None = None
+    raw: _PbMessage | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def alternative(self) -> Alternative:
+        if not self.alternatives:
+            raise ValueError("the server returned no alternatives")
+        return self.alternatives[0]
+
+    @property
+    def text(self) -> str:
+        """Text of the first alternative."""
+        return self.alternative.text
+
+    @property
+    def status(self) -> AlternativeStatus:
+        return self.alternative.status
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return self.alternative.tool_calls
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape the REST API documents (camelCase, int64 as strings)."""
+        if self.raw is None:
+            raise ValueError("this result carries no response to convert")
+        from google.protobuf import json_format
+
+        return json_format.MessageToDict(self.raw)
+
+    def json(self) -> Any:
+        """Parse the text as JSON (for structured output)."""
+        try:
+            return json.loads(self.text)
+        except json.JSONDecodeError as exc:
+            preview = self.text if len(self.text) <= 80 else self.text[:77] + "..."
+            raise ValueError(
+                f"the completion text is not valid JSON ({exc.msg} at position {exc.pos}): {preview!r}"
+            ) from None
