@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -106,14 +105,6 @@ class Client:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this Client is closed")
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        raise RuntimeError(
-            "the blocking Client was called inside a running asyncio event loop, where it would stall "
-            "the loop (and deadlock if the server runs on it): use AsyncClient there"
-        )
 
     def _refresh_after_auth_failure(self, rejected: str) -> bool:
         creds = self._config.credentials
