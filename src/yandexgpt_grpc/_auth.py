@@ -8,16 +8,33 @@ the server refuses the value.
 
 from __future__ import annotations
 
-import abc
 import asyncio
+import datetime
+import inspect
 import os
-from collections.abc import Mapping
-from typing import ClassVar
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, ClassVar
+
+from ._auth_base import (
+    Clock,
+    Credentials,
+    CredentialsError,
+    RefreshingCredentials,
+    Token,
+    clean_secret,
+)
+from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
+from ._auth_sa import ServiceAccountKey
 
 __all__ = [
     "ApiKey",
     "Credentials",
+    "CredentialsError",
     "IamToken",
+    "IamTokenProvider",
+    "MetadataService",
+    "ServiceAccountKey",
     "default_credentials",
     "resolve_credentials",
 ]
@@ -26,48 +43,7 @@ ENV_API_KEY = "YC_API_KEY"
 ENV_IAM_TOKEN = "YC_IAM_TOKEN"
 ENV_SERVICE_ACCOUNT_KEY_FILE = "YC_SERVICE_ACCOUNT_KEY_FILE"
 ENV_METADATA_CREDENTIALS = "YC_METADATA_CREDENTIALS"
-ENV_METADATA_ADDR = "YC_METADATA_ADDR"
-
-
-class Credentials(abc.ABC):
-    """Source of the ``authorization`` header value; subclasses may cache and refresh."""
-
-    #: True when :meth:`invalidate` followed by a new call can produce a different value, so a
-    #: retry after UNAUTHENTICATED is worth it.
-    refreshable: ClassVar[bool] = False
-    #: Whether the client should add ``x-folder-id``: user IAM tokens need it; API keys and
-    #: service-account tokens carry their own folder.
-    sends_folder_id: ClassVar[bool] = False
-
-    @abc.abstractmethod
-    def authorization(self) -> str:
-        """Return the full header value (``Api-Key …`` or ``Bearer …``); may block to refresh."""
-
-    async def aauthorization(self) -> str:
-        """Async twin of :meth:`authorization`; the default runs it in a worker thread."""
-        return await asyncio.to_thread(self.authorization)
-
-    def invalidate(self, rejected: str) -> None:  # noqa: B027 - deliberately a no-op by default
-        """Tell the credential that the server refused ``rejected`` (a previous header value).
-
-        Static credentials ignore this; refreshing ones drop the cached token unless a newer one
-        has already replaced it.
-        """
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(<redacted>)"
-
-
-def _clean_secret(value: object, what: str) -> str:
-    """Validate a static secret without ever echoing it: a newline would break gRPC metadata."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
-    cleaned = value.strip()
-    if not cleaned:
-        raise ValueError(f"{what} is empty")
-    if any(ch in cleaned for ch in "\r\n\0"):
-        raise ValueError(f"{what} contains a line break or NUL character; check how it was read")
-    return cleaned
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 class ApiKey(Credentials):
@@ -76,7 +52,7 @@ class ApiKey(Credentials):
     __slots__ = ("_header",)
 
     def __init__(self, key: str) -> None:
-        self._header = "Api-Key " + _clean_secret(key, "API key")
+        self._header = "Api-Key " + clean_secret(key, "API key")
 
     def authorization(self) -> str:
         return self._header
@@ -92,13 +68,97 @@ class IamToken(Credentials):
     __slots__ = ("_header",)
 
     def __init__(self, token: str) -> None:
-        self._header = "Bearer " + _clean_secret(token, "IAM token")
+        self._header = "Bearer " + clean_secret(token, "IAM token")
 
     def authorization(self) -> str:
         return self._header
 
     async def aauthorization(self) -> str:
         return self._header
+
+
+ProviderResult = str | tuple[str, datetime.datetime | float]
+TokenFunction = Callable[[], ProviderResult | Awaitable[ProviderResult]]
+
+
+class IamTokenProvider(RefreshingCredentials):
+    """IAM tokens from your own function, cached and refreshed like the built-in sources.
+
+    ``fn()`` returns the token, or ``(token, expires_at)`` with ``expires_at`` a datetime (naive
+    means UTC, as protobuf's ``ToDatetime()`` returns) or epoch seconds; a bare token is taken as
+    valid for ``ttl`` seconds. ``fn`` may be async: the async client awaits it on its own loop,
+    while the sync client runs it on a private event loop in a helper thread -- so an async ``fn``
+    used from the sync client must not depend on objects bound to another loop.
+    """
+
+    sends_folder_id: ClassVar[bool] = True
+    _source: ClassVar[str] = "the IAM token provider"
+
+    def __init__(self, fn: TokenFunction, *, ttl: float = 3600.0, clock: Clock | None = None):
+        if not callable(fn):
+            raise TypeError(f"IamTokenProvider needs a callable, got {type(fn).__name__}")
+        if not ttl > 0:
+            raise ValueError("ttl must be positive")
+        super().__init__(clock=clock)
+        self._fn = fn
+        self._ttl = float(ttl)
+        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+        )
+
+    def __repr__(self) -> str:
+        name = getattr(self._fn, "__qualname__", type(self._fn).__name__)
+        return f"IamTokenProvider({name})"
+
+    def _fetch(self) -> Token:
+        now = self._clock()
+        result: Any = self._fn()
+        if inspect.isawaitable(result):
+            result = _run_in_private_loop(result)
+        return self._to_token(result, now)
+
+    async def _afetch(self) -> Token:
+        now = self._clock()
+        result: Any = self._fn() if self._is_async else await asyncio.to_thread(self._fn)
+        if inspect.isawaitable(result):
+            result = await result
+        return self._to_token(result, now)
+
+    def _to_token(self, result: Any, now: float) -> Token:
+        if isinstance(result, str):
+            return Token(result, now + self._ttl)
+        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], str):
+            token, expires = result
+            if isinstance(expires, datetime.datetime):
+                if expires.tzinfo is None:
+                    expires = expires.replace(tzinfo=datetime.timezone.utc)
+                return Token(token, expires.timestamp())
+            if isinstance(expires, (int, float)) and not isinstance(expires, bool):
+                return Token(token, float(expires))
+        raise TypeError(
+            f"the IAM token provider must return a str or a (str, expires_at) tuple, got {type(result).__name__}"
+        )
+
+
+def _run_in_private_loop(awaitable: Awaitable[Any]) -> Any:
+    """Finish an async provider's awaitable from sync code, even inside a running loop's thread."""
+    box: dict[str, Any] = {}
+
+    async def wait() -> Any:
+        return await awaitable
+
+    def run() -> None:
+        try:
+            box["value"] = asyncio.run(wait())
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="yandexgpt-grpc-token-provider", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def resolve_credentials(
@@ -112,7 +172,8 @@ def resolve_credentials(
 
     Order: ``credentials=`` / ``api_key=`` / ``iam_token=`` (at most one), then ``YC_API_KEY``,
     ``YC_IAM_TOKEN``, ``YC_SERVICE_ACCOUNT_KEY_FILE``, and the VM metadata service only when
-    ``YC_METADATA_CREDENTIALS=1``, so nothing here touches the network.
+    ``YC_METADATA_CREDENTIALS=1``. Nothing here touches the network: refreshing sources fetch
+    their first token on first use.
     """
     given = [
         name
@@ -124,14 +185,10 @@ def resolve_credentials(
         if value is not None
     ]
     if len(given) > 1:
-        raise ValueError(
-            f"pass only one of credentials=, api_key=, iam_token= (got {', '.join(given)})"
-        )
+        raise ValueError(f"pass only one of credentials=, api_key=, iam_token= (got {', '.join(given)})")
     if credentials is not None:
         if not isinstance(credentials, Credentials):
-            raise TypeError(
-                f"credentials must be a Credentials instance, got {type(credentials).__name__}"
-            )
+            raise TypeError(f"credentials must be a Credentials instance, got {type(credentials).__name__}")
         return credentials
     if api_key is not None:
         return ApiKey(api_key)
@@ -143,10 +200,16 @@ def resolve_credentials(
         return ApiKey(environ[ENV_API_KEY])
     if environ.get(ENV_IAM_TOKEN, "").strip():
         return IamToken(environ[ENV_IAM_TOKEN])
+    key_file = environ.get(ENV_SERVICE_ACCOUNT_KEY_FILE, "").strip()
+    if key_file:
+        return ServiceAccountKey.from_file(key_file)
+    if environ.get(ENV_METADATA_CREDENTIALS, "").strip().lower() in _TRUE:
+        return MetadataService(env=environ)
     raise ValueError(
         "no credentials: pass api_key=, iam_token= or credentials=, or set "
         f"{ENV_API_KEY}, {ENV_IAM_TOKEN} or {ENV_SERVICE_ACCOUNT_KEY_FILE} "
-        f"(or {ENV_METADATA_CREDENTIALS}=1 on a Yandex Cloud VM)"
+        f"(on a Yandex Cloud VM, set {ENV_METADATA_CREDENTIALS}=1 to use its metadata service; "
+        f"{ENV_METADATA_ADDR} overrides the address)"
     )
 
 

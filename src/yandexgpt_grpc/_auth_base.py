@@ -1,0 +1,304 @@
+"""The credentials interface and the caching, single-flight refresh core shared by token sources.
+
+Kept apart from ``_auth.py`` so the service-account and metadata modules can build on it without an
+import cycle; users import everything from ``yandexgpt_grpc``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from ._errors import YandexGPTError
+
+if TYPE_CHECKING:
+    import grpc
+
+__all__ = ["Clock", "Credentials", "CredentialsError", "RefreshingCredentials", "Token"]
+
+Clock = Callable[[], float]
+logger = logging.getLogger("yandexgpt_grpc.auth")
+
+
+class CredentialsError(YandexGPTError):
+    """A token source could not produce a token (exchange refused, metadata service down, …).
+
+    ``code`` is the gRPC status of a failed IAM exchange, when there was one.
+    """
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Credentials(abc.ABC):
+    """Source of the ``authorization`` header value; subclasses may cache and refresh."""
+
+    #: True when :meth:`invalidate` followed by a new call can produce a different value, so a
+    #: retry after UNAUTHENTICATED is worth it.
+    refreshable: ClassVar[bool] = False
+    #: Whether the client should add ``x-folder-id``: user IAM tokens need it; API keys and
+    #: service-account tokens carry their own folder.
+    sends_folder_id: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def authorization(self) -> str:
+        """Return the full header value (``Api-Key …`` or ``Bearer …``); may block to refresh."""
+
+    async def aauthorization(self) -> str:
+        """Async twin of :meth:`authorization`; the default runs it in a worker thread."""
+        return await asyncio.to_thread(self.authorization)
+
+    def invalidate(self, rejected: str) -> None:  # noqa: B027 - deliberately a no-op by default
+        """Tell the credential that the server refused ``rejected`` (a previous header value).
+
+        Static credentials ignore this; refreshing ones drop the cached token unless a newer one
+        has already replaced it.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<redacted>)"
+
+
+def clean_secret(value: object, what: str) -> str:
+    """Validate a secret without ever echoing it: a line break would corrupt gRPC metadata."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+    cleaned = value.strip()
+    if not cleaned:
+        raise ValueError(f"{what} is empty")
+    if any(ch in cleaned for ch in "\r\n\0"):
+        raise ValueError(f"{what} contains a line break or NUL character; check how it was read")
+    return cleaned
+
+
+@dataclass(frozen=True, repr=False)
+class Token:
+    """A bearer token and when it stops working (epoch seconds)."""
+
+    value: str
+    expires_at: float
+
+    def __repr__(self) -> str:
+        return f"Token(<redacted>, expires_at={self.expires_at})"
+
+
+@dataclass(frozen=True, repr=False)
+class _Cached:
+    header: str
+    expires_at: float
+    obtained_at: float
+
+    @property
+    def lifetime(self) -> float:
+        return max(self.expires_at - self.obtained_at, 0.0)
+
+
+_FRESH, _ADVISORY, _MANDATORY = "fresh", "advisory", "mandatory"
+_RETRY = object()  # an in-flight refresh was abandoned (its task was cancelled): try again
+
+
+class RefreshingCredentials(Credentials):
+    """Caches a bearer token and refreshes it before it expires, at most one refresh at a time.
+
+    Policy, with ``lifetime`` the validity the source promised when the token arrived:
+
+    * *advisory* once less than half the lifetime remains: one caller refreshes; on failure the
+      current token stays in use, a WARNING is logged and the next attempt waits a little;
+    * *mandatory* once less than ``min(5 min, lifetime / 10)`` remains, after expiry or after
+      :meth:`invalidate`: callers wait for the refresh, and its failure raises
+      :class:`CredentialsError` in every waiting caller.
+
+    Threads and asyncio tasks share one in-flight refresh (a ``concurrent.futures.Future``), so 50
+    concurrent callers cause one fetch. Subclasses implement :meth:`_fetch` (blocking) and may
+    override :meth:`_afetch` (the default runs :meth:`_fetch` in a worker thread).
+    """
+
+    refreshable: ClassVar[bool] = True
+    sends_folder_id: ClassVar[bool] = False
+    #: Shown in log lines and errors instead of the (secret) token.
+    _source: ClassVar[str] = "token source"
+
+    MANDATORY_WINDOW: ClassVar[float] = 300.0
+    ADVISORY_FRACTION: ClassVar[float] = 0.5
+    ADVISORY_BACKOFF: ClassVar[float] = 30.0
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or time.time
+        self._lock = threading.Lock()
+        self._cached: _Cached | None = None
+        self._inflight: concurrent.futures.Future[object] | None = None
+        self._advisory_not_before = 0.0
+        #: Number of completed fetch attempts (successful or not); tests and metrics read it.
+        self.fetch_count = 0
+
+    @abc.abstractmethod
+    def _fetch(self) -> Token:
+        """Obtain a new token, blocking; raise on failure (messages must not contain secrets)."""
+
+    async def _afetch(self) -> Token:
+        """Obtain a new token without blocking the event loop."""
+        return await asyncio.to_thread(self._fetch)
+
+    # -- policy ---------------------------------------------------------------------------------
+
+    def _state(self, cached: _Cached | None, now: float) -> str:
+        if cached is None:
+            return _MANDATORY
+        remaining = cached.expires_at - now
+        if remaining <= min(self.MANDATORY_WINDOW, cached.lifetime / 10):
+            return _MANDATORY
+        if remaining <= cached.lifetime * self.ADVISORY_FRACTION:
+            return _ADVISORY
+        return _FRESH
+
+    def _claim(self) -> tuple[str, _Cached | None, concurrent.futures.Future[object] | None, bool]:
+        """Decide under the lock: use the cache, join a refresh, or own a new one."""
+        now = self._clock()
+        with self._lock:
+            cached = self._cached
+            state = self._state(cached, now)
+            if state == _FRESH:
+                return state, cached, None, False
+            if self._inflight is not None:
+                return state, cached, self._inflight, False
+            if state == _ADVISORY and now < self._advisory_not_before:
+                return _FRESH, cached, None, False
+            fut: concurrent.futures.Future[object] = concurrent.futures.Future()
+            # RUNNING futures cannot be cancelled, so an awaiting task that is cancelled cannot
+            # cancel the refresh other callers wait for.
+            fut.set_running_or_notify_cancel()
+            self._inflight = fut
+            return state, cached, fut, True
+
+    def _header(self, token: Token) -> str:
+        return "Bearer " + clean_secret(token.value, f"the token from {self._source}")
+
+    def _publish(self, fut: concurrent.futures.Future[object], header: str, token: Token, started: float) -> str:
+        with self._lock:
+            self._cached = _Cached(header, float(token.expires_at), started)
+            self._inflight = None
+            self._advisory_not_before = 0.0
+            self.fetch_count += 1
+        fut.set_result(None)
+        return header
+
+    def _fail(
+        self,
+        fut: concurrent.futures.Future[object],
+        state: str,
+        cached: _Cached | None,
+        exc: Exception,
+    ) -> str:
+        """Record a failed refresh; return the old header (advisory) or raise (mandatory)."""
+        err = exc if isinstance(exc, CredentialsError) else _wrap(self._source, exc)
+        now = self._clock()
+        with self._lock:
+            self._inflight = None
+            self.fetch_count += 1
+            if state == _ADVISORY and cached is not None:
+                backoff = min(self.ADVISORY_BACKOFF, cached.lifetime / 20)
+                self._advisory_not_before = now + backoff
+        if state == _ADVISORY and cached is not None:
+            fut.set_result(None)
+            logger.warning(
+                "advisory refresh from %s failed (%s); keeping the current token (%.0f s left)",
+                self._source,
+                err,
+                cached.expires_at - now,
+            )
+            return cached.header
+        fut.set_exception(err)
+        raise err
+
+    def _after_wait(self, state: str, cached: _Cached | None, result: object) -> str | None:
+        """What a caller that waited for someone else's refresh does next (None: loop again)."""
+        if result is _RETRY:
+            return None
+        with self._lock:
+            fresh = self._cached
+        if fresh is not None and fresh is not cached:
+            return fresh.header
+        if state == _ADVISORY and cached is not None:
+            return cached.header
+        return None
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def authorization(self) -> str:
+        while True:
+            state, cached, fut, owner = self._claim()
+            if fut is None:
+                assert cached is not None
+                return cached.header
+            if not owner:
+                if state == _ADVISORY and cached is not None:
+                    return cached.header
+                nxt = self._after_wait(state, cached, fut.result())
+                if nxt is not None:
+                    return nxt
+                continue
+            started = self._clock()
+            try:
+                token = self._fetch()
+                header = self._header(token)
+            except Exception as exc:
+                return self._fail(fut, state, cached, exc)
+            except BaseException:
+                self._abandon(fut)
+                raise
+            return self._publish(fut, header, token, started)
+
+    async def aauthorization(self) -> str:
+        while True:
+            state, cached, fut, owner = self._claim()
+            if fut is None:
+                assert cached is not None
+                return cached.header
+            if not owner:
+                if state == _ADVISORY and cached is not None:
+                    return cached.header
+                nxt = self._after_wait(state, cached, await asyncio.wrap_future(fut))
+                if nxt is not None:
+                    return nxt
+                continue
+            started = self._clock()
+            try:
+                token = await self._afetch()
+                header = self._header(token)
+            except Exception as exc:
+                return self._fail(fut, state, cached, exc)
+            except BaseException:  # cancelled: let a waiting caller take over
+                self._abandon(fut)
+                raise
+            return self._publish(fut, header, token, started)
+
+    def _abandon(self, fut: concurrent.futures.Future[object]) -> None:
+        with self._lock:
+            self._inflight = None
+        fut.set_result(_RETRY)
+
+    def invalidate(self, rejected: str) -> None:
+        with self._lock:
+            if self._cached is not None and self._cached.header == rejected:
+                self._cached = None
+
+    @property
+    def expires_at(self) -> float | None:
+        """Expiry (epoch seconds) of the cached token, or None before the first fetch."""
+        cached = self._cached
+        return None if cached is None else cached.expires_at
+
+
+def _wrap(source: str, exc: Exception) -> CredentialsError:
+    """A CredentialsError that names the failure without repeating its (possibly secret) text."""
+    err = CredentialsError(f"could not obtain a token from {source}: {type(exc).__name__}")
+    err.__cause__ = exc
+    return err
