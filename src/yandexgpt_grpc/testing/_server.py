@@ -320,6 +320,12 @@ class Emulator:
         with self._lock:
             self._iam_tokens = (self._iam_tokens or set()) | {token}
 
+    def remove_iam_token(self, token: str) -> None:
+        """Stop accepting IAM ``token``, e.g. when an extra IAM service lets it expire."""
+        with self._lock:
+            if self._iam_tokens is not None:
+                self._iam_tokens = self._iam_tokens - {token}
+
     # -- capture ------------------------------------------------------------------------------
 
     @property
