@@ -137,9 +137,7 @@ def installed_versions(venv: Path) -> str:
         "    try: print(f'{n}=={m.version(n)}', end=' ')\n"
         "    except m.PackageNotFoundError: print(f'{n}: absent', end=' ')\n"
     )
-    proc = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False
-    )
+    proc = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=False)
     return proc.stdout.strip() or proc.stderr.strip()
 
 

@@ -65,9 +65,7 @@ def run(cmd: list[str], cwd: Path | None = None) -> str:
     try:
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
-        raise RegenError(
-            f"{cmd[0]} not found: install it, or use --offline / CLOUDAPI_DIR"
-        ) from exc
+        raise RegenError(f"{cmd[0]} not found: install it, or use --offline / CLOUDAPI_DIR") from exc
     if proc.returncode != 0:
         detail = proc.stderr.strip() or proc.stdout.strip()
         raise RegenError(f"`{' '.join(cmd)}` failed (exit {proc.returncode}):\n{detail}")
@@ -98,28 +96,27 @@ def fetch_cloudapi(url: str, ref: str, dest: Path) -> str:
         run(["git", "fetch", "-q", "--depth", "1", "--no-tags", "origin", ref], cwd=dest)
         target = "FETCH_HEAD"
     except RegenError as shallow_exc:
+        print(
+            f"regenerate-stubs: shallow fetch of {ref!r} refused; fetching all branches instead",
+            file=sys.stderr,
+        )
         try:
             run(
                 ["git", "fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"],
                 cwd=dest,
             )
         except RegenError as exc:
-            raise RegenError(
-                f"cannot fetch ref {ref!r} from {url}: repository unreachable\n{exc}"
-            ) from None
+            raise RegenError(f"cannot fetch ref {ref!r} from {url}: repository unreachable\n{exc}") from None
         target = ""
         for candidate in (ref, f"origin/{ref}"):
             try:
-                target = run(
-                    ["git", "rev-parse", "--verify", "-q", f"{candidate}^{{commit}}"], cwd=dest
-                ).strip()
+                target = run(["git", "rev-parse", "--verify", "-q", f"{candidate}^{{commit}}"], cwd=dest).strip()
                 break
             except RegenError:
                 continue
         if not target:
             raise RegenError(
-                f"unknown ref {ref!r}: {url} has no such commit, branch or tag\n"
-                f"(shallow fetch said: {shallow_exc})"
+                f"unknown ref {ref!r}: {url} has no such commit, branch or tag\n(shallow fetch said: {shallow_exc})"
             ) from None
     run(["git", "-c", "advice.detachedHead=false", "checkout", "-q", target], cwd=dest)
     return run(["git", "rev-parse", "HEAD"], cwd=dest).strip()
@@ -163,9 +160,7 @@ def include_dirs() -> tuple[Path, ...]:
     try:
         import grpc_tools
     except ImportError:
-        raise RegenError(
-            f"grpc_tools cannot be imported: pip install 'grpcio-tools=={GRPCIO_TOOLS_VERSION}'"
-        ) from None
+        raise RegenError(f"grpc_tools cannot be imported: pip install 'grpcio-tools=={GRPCIO_TOOLS_VERSION}'") from None
     wkt = Path(grpc_tools.__file__).parent / "_proto"
     try:
         import google.api.annotations_pb2 as ann
@@ -213,8 +208,7 @@ def closure(src: Path, entries: Iterable[str]) -> tuple[list[str], list[str]]:
             if not importer:
                 raise RegenError(f"entry proto {name} not found in {src}")
             raise RegenError(
-                f'{importer}: import "{name}" resolves nowhere '
-                f"(not in {src}, and not a google/protobuf|api|rpc file)"
+                f'{importer}: import "{name}" resolves nowhere (not in {src}, and not a google/protobuf|api|rpc file)'
             )
         ours.add(name)
         try:
@@ -240,10 +234,7 @@ def external_closure(names: Iterable[str], dirs: Iterable[Path]) -> list[str]:
                 text = (d / name).read_text(encoding="utf-8")
                 break
         else:
-            raise RegenError(
-                f'{importer}: import "{name}" resolves nowhere '
-                f"(looked in {', '.join(map(str, dirs))})"
-            )
+            raise RegenError(f'{importer}: import "{name}" resolves nowhere (looked in {", ".join(map(str, dirs))})')
         for imp in sorted(imports_of(text)):
             visit(imp, name)
         order.append(name)
@@ -294,9 +285,7 @@ def post_process(out: Path) -> None:
                     f"unexpected protoc output layout in {path.relative_to(out)}: "
                     "cannot move it into the private descriptor pool"
                 )
-            text = text.replace(
-                _BUILDER_IMPORT, f"{_BUILDER_IMPORT}from {PACKAGE}._pool import POOL as _POOL\n", 1
-            )
+            text = text.replace(_BUILDER_IMPORT, f"{_BUILDER_IMPORT}from {PACKAGE}._pool import POOL as _POOL\n", 1)
             text = text.replace(_POOL_DEFAULT, "_POOL")
         path.write_text(HEADER + text, encoding="utf-8", newline="\n")
     dirs = {out}
@@ -331,9 +320,7 @@ def write_pool(out: Path, external: list[str]) -> None:
     (out / "_pool.py").write_text("\n".join(lines), encoding="utf-8", newline="\n")
 
 
-def write_source(
-    out: Path, provenance: dict[str, str], src: Path, protos: list[str], tools: str
-) -> None:
+def write_source(out: Path, provenance: dict[str, str], src: Path, protos: list[str], tools: str) -> None:
     generated = {
         p.relative_to(out).as_posix(): sha256(p)
         for p in sorted(out.rglob("*"))
@@ -377,9 +364,7 @@ def tree_files(root: Path, ignore: Iterable[str] = ()) -> dict[str, bytes]:
     return {
         rel: p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and "__pycache__" not in p.parts
-        and (rel := p.relative_to(root).as_posix()) not in skip
+        if p.is_file() and "__pycache__" not in p.parts and (rel := p.relative_to(root).as_posix()) not in skip
     }
 
 
@@ -450,9 +435,7 @@ def check(out: Path, gen: Path) -> int:
         if key not in PROVENANCE_KEYS and vendored.get(key) != fresh.get(key)
     ]
     if diff:
-        print(
-            "vendored stubs are out of date (run make regenerate-stubs-offline):", file=sys.stderr
-        )
+        print("vendored stubs are out of date (run make regenerate-stubs-offline):", file=sys.stderr)
         for line in diff[:80]:
             print("  " + line, file=sys.stderr)
         if len(diff) > 80:
@@ -471,15 +454,9 @@ def main(argv: list[str] | None = None) -> int:
         default=env.get("CLOUDAPI_OFFLINE") == "1",
         help="generate from proto/ as it is (env CLOUDAPI_OFFLINE=1)",
     )
-    parser.add_argument(
-        "--cloudapi-dir", default=env.get("CLOUDAPI_DIR") or None, help="env CLOUDAPI_DIR"
-    )
-    parser.add_argument(
-        "--cloudapi-url", default=env.get("CLOUDAPI_URL") or DEFAULT_URL, help="env CLOUDAPI_URL"
-    )
-    parser.add_argument(
-        "--cloudapi-ref", default=env.get("CLOUDAPI_REF", ""), help="env CLOUDAPI_REF"
-    )
+    parser.add_argument("--cloudapi-dir", default=env.get("CLOUDAPI_DIR") or None, help="env CLOUDAPI_DIR")
+    parser.add_argument("--cloudapi-url", default=env.get("CLOUDAPI_URL") or DEFAULT_URL, help="env CLOUDAPI_URL")
+    parser.add_argument("--cloudapi-ref", default=env.get("CLOUDAPI_REF", ""), help="env CLOUDAPI_REF")
     parser.add_argument("--proto-dir", type=Path, default=DEFAULT_PROTO)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
