@@ -110,8 +110,8 @@ def test_stream_sends_cumulative_partials_then_terminal(stubs: Stubs) -> None:
     statuses = [r.alternatives[0].status for r in responses]
     assert len(responses) >= 3
     assert statuses == [PARTIAL] * (len(responses) - 1) + [FINAL]
-    for before, after in zip(texts, texts[1:]):
-        assert after.startswith(before)
+    for i in range(1, len(texts)):
+        assert texts[i].startswith(texts[i - 1])
     assert texts[-1] == texts[-2]
     completion = [r.usage.completion_tokens for r in responses]
     assert completion == sorted(completion)
