@@ -317,6 +317,26 @@ def test_allow_lists(yandexgpt_emulator_factory) -> None:
             assert "bad-secret" not in err.details()
         emu.add_iam_token("issued-later")
         assert s.complete(make_request(), metadata=(("authorization", "Bearer issued-later"),))
+        emu.remove_iam_token("issued-later")
+        err = rpc_error(s.complete, make_request(), metadata=(("authorization", "Bearer issued-later"),))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_runtime_credentials_in_accept_any_mode(stubs: Stubs, emu: Emulator) -> None:
+    def code(value: str) -> grpc.StatusCode:
+        try:
+            stubs.complete(make_request(), metadata=(("authorization", value),))
+        except grpc.RpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    emu.add_iam_token("t1.issued")  # bearer tokens become allow-listed, API keys stay open
+    assert code("Bearer t1.issued") == grpc.StatusCode.OK
+    assert code("Bearer t1.random") == grpc.StatusCode.UNAUTHENTICATED
+    assert code("Api-Key whatever") == grpc.StatusCode.OK
+    emu.remove_api_key("leaked")  # refusing one key keeps accepting the others
+    assert code("Api-Key leaked") == grpc.StatusCode.UNAUTHENTICATED
+    assert code("Api-Key whatever") == grpc.StatusCode.OK
 
 
 def test_operation_and_tokenizer_services_require_auth(stubs: Stubs) -> None:

@@ -109,6 +109,8 @@ class Emulator:
     Auth mirrors the real service: ``authorization: Api-Key <key>`` or ``Bearer <token>`` is
     required. Any non-empty credential is accepted unless ``api_keys`` or ``iam_tokens`` is
     given; then only the listed keys/tokens are (a list left as ``None`` then accepts nothing).
+    :meth:`add_iam_token` / :meth:`remove_iam_token` (and the API-key twins) adjust this at run
+    time, e.g. for an IAM service passed in ``extra_services``.
 
     ``tls`` is ``(cert_chain_pem, private_key_pem)`` or ``(cert_chain_pem, private_key_pem,
     root_ca_pem)``; the optional third item only feeds :attr:`root_certificates`.
@@ -135,8 +137,12 @@ class Emulator:
         self.tls = tls
         self.unix_socket = unix_socket
         self._requested_port = port
-        self._api_keys = None if api_keys is None else set(api_keys)
-        self._iam_tokens = None if iam_tokens is None else set(iam_tokens)
+        # None accepts any credential of that kind; a set is an allow-list. Configuring either
+        # kind in the constructor makes both strict ("only the credentials I gave").
+        strict = api_keys is not None or iam_tokens is not None
+        self._api_keys: set[str] | None = set(api_keys or ()) if strict else None
+        self._iam_tokens: set[str] | None = set(iam_tokens or ()) if strict else None
+        self._revoked: set[str] = set()
         self._extra_services = tuple(extra_services)
         self._lock = threading.Lock()
         self._queues: dict[str, deque[ScriptEntry]] = {m: deque() for m in METHODS}
@@ -311,20 +317,33 @@ class Emulator:
             return len(self._queues[method])
 
     def add_api_key(self, key: str) -> None:
-        """Accept ``key`` from now on (switches to allow-list mode if not already)."""
+        """Accept ``key`` from now on; API keys become allow-listed (others refused)."""
         with self._lock:
+            self._revoked.discard(key)
             self._api_keys = (self._api_keys or set()) | {key}
 
     def add_iam_token(self, token: str) -> None:
-        """Accept IAM ``token`` from now on, e.g. one issued by an extra IAM service."""
+        """Accept IAM ``token`` from now on (e.g. one an extra IAM service issued).
+
+        IAM tokens become allow-listed: other Bearer tokens are refused; API keys are unaffected.
+        """
         with self._lock:
+            self._revoked.discard(token)
             self._iam_tokens = (self._iam_tokens or set()) | {token}
 
-    def remove_iam_token(self, token: str) -> None:
-        """Stop accepting IAM ``token``, e.g. when an extra IAM service lets it expire."""
+    def remove_api_key(self, key: str) -> None:
+        """Refuse ``key`` from now on (also in accept-any mode)."""
         with self._lock:
+            self._revoked.add(key)
+            if self._api_keys is not None:
+                self._api_keys.discard(key)
+
+    def remove_iam_token(self, token: str) -> None:
+        """Refuse IAM ``token`` from now on, e.g. once it expired or was revoked."""
+        with self._lock:
+            self._revoked.add(token)
             if self._iam_tokens is not None:
-                self._iam_tokens = self._iam_tokens - {token}
+                self._iam_tokens.discard(token)
 
     # -- capture ------------------------------------------------------------------------------
 
@@ -444,13 +463,13 @@ class Emulator:
                 f"malformed authorization metadata: {help_text}",
             )
         with self._lock:
-            keys, tokens = self._api_keys, self._iam_tokens
-        if keys is None and tokens is None:
+            allowed = self._api_keys if scheme == "api-key" else self._iam_tokens
+            ok = secret not in self._revoked and (allowed is None or secret in allowed)
+        if ok:
             return
-        if scheme == "api-key" and secret not in (keys or ()):
+        if scheme == "api-key":
             raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the API key is not valid")
-        if scheme == "bearer" and secret not in (tokens or ()):
-            raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the IAM token is not valid or has expired")
+        raise _Abort(grpc.StatusCode.UNAUTHENTICATED, "the IAM token is not valid or has expired")
 
     def _validate(self, call: CapturedCall, check: Callable[[], None]) -> None:
         try:
