@@ -2,22 +2,7 @@
 
 Everything here is pure (no gRPC), so the answer a test sees depends only on the request.
 
-The default model's answer, from the request's messages:
-
-* last message is a ``tool_result_list`` -> ``Tool results: <name>: <content>; ...``
-* tools declared and ``tool_choice`` is ``REQUIRED`` (the first tool) or names a function (that
-  one) -> status ``TOOL_CALLS`` with one call whose arguments are filled from the tool's
-  ``parameters`` JSON schema (see :func:`sample_value`)
-* ``json_object`` -> ``{"answer": "<text>"}``; ``json_schema`` -> a JSON object with the schema's
-  required properties (all when none are required) filled with sample values by type
-* otherwise the text ``You said: "<last user text>".`` prefixed with ``[<system prompt>] `` when
-  there are system messages, followed by `` This is the emulator answering.``
-
-The tokenizer cuts words and single punctuation marks, each with its leading whitespace, and
-gives every token the id ``zlib.crc32(text) % 100_000``. Input usage is the token count of all
-message contents, exactly what ``TokenizeCompletion`` returns. ``max_tokens`` cuts the answer to
-that many tokens with status ``TRUNCATED_FINAL``. Reasoning mode ``ENABLED_HIDDEN`` adds
-``8 + input_tokens // 2`` reasoning tokens to the completion and total counts.
+The behaviour is documented on :class:`yandexgpt_grpc.testing.Emulator` ("Default model").
 """
 
 from __future__ import annotations

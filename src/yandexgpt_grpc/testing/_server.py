@@ -103,8 +103,25 @@ class Emulator:
 
     Serves ``TextGenerationService``, ``TextGenerationAsyncService``, ``TokenizerService`` and
     ``OperationService`` on one port (or Unix socket), answers with a deterministic default
-    model (see ``yandexgpt_grpc.testing._model``), and records every call in :attr:`calls`.
-    Tests shape the next answers with :meth:`enqueue` / :meth:`fail_next`.
+    model, and records every call in :attr:`calls`. Tests shape the next answers with
+    :meth:`enqueue` / :meth:`fail_next`; queue entries win over the default model.
+
+    Default model. Its answer, from the request's messages (streamed in up to 4 chunks):
+
+    * last message is a ``tool_result_list`` -> ``Tool results: <name>: <content>; ...``
+    * tools declared and ``tool_choice`` is ``REQUIRED`` (the first tool) or names a function (that
+      one) -> status ``TOOL_CALLS`` with one call whose arguments are filled from the tool's
+      ``parameters`` JSON schema (see :func:`yandexgpt_grpc.testing.sample_value`)
+    * ``json_object`` -> ``{"answer": "<text>"}``; ``json_schema`` -> a JSON object with the schema's
+      required properties (all when none are required) filled with sample values by type
+    * otherwise the text ``You said: "<last user text>".`` prefixed with ``[<system prompt>] `` when
+      there are system messages, followed by `` This is the emulator answering.``
+
+    The tokenizer cuts words and single punctuation marks, each with its leading whitespace, and
+    gives every token the id ``zlib.crc32(text) % 100_000``. Input usage is the token count of all
+    message contents, exactly what ``TokenizeCompletion`` returns. ``max_tokens`` cuts the answer to
+    that many tokens with status ``TRUNCATED_FINAL``. Reasoning mode ``ENABLED_HIDDEN`` adds
+    ``8 + input_tokens // 2`` reasoning tokens to the completion and total counts.
 
     Auth mirrors the real service: ``authorization: Api-Key <key>`` or ``Bearer <token>`` is
     required. Any non-empty credential is accepted unless ``api_keys`` or ``iam_tokens`` is
@@ -281,7 +298,13 @@ class Emulator:
     # -- scripting ----------------------------------------------------------------------------
 
     def enqueue(self, method: str, *entries: ScriptEntry) -> None:
-        """Queue scripted entries (FIFO) for ``method``; each is consumed by one call."""
+        """Queue scripted entries (FIFO) for ``method``; each is consumed by one call.
+
+        Auth and request validation run first, so a rejected request does not consume an entry.
+        ``Completion`` takes :class:`Reply`/:class:`Fault`; ``AsyncCompletion`` also
+        :class:`OperationScript` (a ``Reply`` there shapes the operation's response); the
+        unary methods honour a ``Reply``'s delay and metadata only.
+        """
         self._check_method(method)
         for entry in entries:
             if isinstance(entry, OperationScript) and method != "AsyncCompletion":
