@@ -17,6 +17,7 @@ Exit status is non-zero when any venv fails to build or its suite fails.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import shutil
@@ -37,14 +38,15 @@ class CompatError(Exception):
 
 def _load_pyproject() -> dict[str, object]:
     text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
+    for name in ("tomllib", "tomli"):  # tomli only matters on Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            parser = importlib.import_module(name)
         except ImportError:
-            return {}
-    return tomllib.loads(text)
+            continue
+        data = parser.loads(text)
+        assert isinstance(data, dict)
+        return data
+    return {}
 
 
 def _requirement_name(req: str) -> str:

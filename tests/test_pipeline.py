@@ -57,10 +57,8 @@ def _skip_reason() -> str:
     return ""
 
 
-pytestmark = [
-    pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason()),
-    pytest.mark.timeout(120),
-]
+needs_toolchain = pytest.mark.skipif(bool(_skip_reason()), reason=_skip_reason())
+pytestmark = pytest.mark.timeout(120)
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -173,6 +171,7 @@ def _proto_tree(tmp_path: Path, name: str = "tree") -> Path:
 # ------------------------------------------------------------------------------ success
 
 
+@needs_toolchain
 def test_make_regenerate_stubs_from_a_git_url_equals_the_vendored_tree(
     tmp_path: Path, cloudapi: tuple[Path, str]
 ) -> None:
@@ -186,6 +185,7 @@ def test_make_regenerate_stubs_from_a_git_url_equals_the_vendored_tree(
     assert provenance == {"source": "cloudapi", "url": f"file://{repo}", "ref": sha, "commit": sha}
 
 
+@needs_toolchain
 def test_full_fetch_fallback_when_the_server_refuses_a_sha(tmp_path: Path, cloudapi: tuple[Path, str]) -> None:
     repo, sha = cloudapi
     # Precondition: under protocol v0 the shallow fetch of a non-tip sha is refused.
@@ -217,6 +217,7 @@ def test_full_fetch_fallback_when_the_server_refuses_a_sha(tmp_path: Path, cloud
     assert _assert_equals_vendored(project)["commit"] == sha
 
 
+@needs_toolchain
 def test_a_branch_name_works_as_ref(tmp_path: Path, cloudapi: tuple[Path, str]) -> None:
     repo, _ = cloudapi
     project = _project(tmp_path, generated=False)
@@ -227,6 +228,7 @@ def test_a_branch_name_works_as_ref(tmp_path: Path, cloudapi: tuple[Path, str]) 
     assert provenance["commit"] == _git(repo, "rev-parse", "main")
 
 
+@needs_toolchain
 def test_cloudapi_dir(tmp_path: Path, cloudapi: tuple[Path, str]) -> None:
     repo, _ = cloudapi
     project = _project(tmp_path, generated=False)
@@ -237,6 +239,7 @@ def test_cloudapi_dir(tmp_path: Path, cloudapi: tuple[Path, str]) -> None:
     assert provenance["commit"] == _git(repo, "rev-parse", "HEAD")
 
 
+@needs_toolchain
 def test_offline_target_and_check_stubs(tmp_path: Path) -> None:
     project = _project(tmp_path, generated=False)
     proc = _make(project, "regenerate-stubs-offline")
@@ -256,6 +259,7 @@ def test_offline_target_and_check_stubs(tmp_path: Path) -> None:
     assert "only in vendored tree: stray.py" in proc.stderr
 
 
+@needs_toolchain
 def test_two_runs_give_identical_output(tmp_path: Path) -> None:
     project = _project(tmp_path)
     outs = []
@@ -290,6 +294,7 @@ def _assert_failed_cleanly(
     assert not leftovers, leftovers
 
 
+@needs_toolchain
 @pytest.mark.parametrize("ref", ["0123456789abcdef0123456789abcdef01234567", "no-such-branch"])
 def test_unknown_ref(tmp_path: Path, cloudapi: tuple[Path, str], ref: str) -> None:
     repo, _ = cloudapi
@@ -300,6 +305,7 @@ def test_unknown_ref(tmp_path: Path, cloudapi: tuple[Path, str], ref: str) -> No
     assert f"unknown ref {ref!r}" in proc.stderr
 
 
+@needs_toolchain
 def test_unreachable_repository(tmp_path: Path) -> None:
     project = _project(tmp_path)
     before = _snapshot(project)
@@ -309,6 +315,7 @@ def test_unreachable_repository(tmp_path: Path) -> None:
     assert "cannot fetch ref 'main'" in proc.stderr
 
 
+@needs_toolchain
 def test_unresolvable_import(tmp_path: Path) -> None:
     tree = _proto_tree(tmp_path)
     common = tree / "yandex" / "cloud" / "ai" / "foundation_models" / "v1" / "text_common.proto"
@@ -336,6 +343,7 @@ def test_imports_in_comments_are_ignored(tmp_path: Path) -> None:
     assert sorted(protos) == sorted(_files(ROOT / "proto"))
 
 
+@needs_toolchain
 def test_protoc_failure_shows_protocs_message(tmp_path: Path) -> None:
     tree = _proto_tree(tmp_path)
     common = tree / "yandex" / "cloud" / "ai" / "foundation_models" / "v1" / "text_common.proto"
@@ -359,6 +367,7 @@ def test_wrong_toolchain_message() -> None:
     assert SCRIPT.check_toolchain(SCRIPT.GRPCIO_TOOLS_VERSION) == SCRIPT.GRPCIO_TOOLS_VERSION
 
 
+@needs_toolchain
 def test_wrong_toolchain_exits_nonzero_and_writes_nothing(tmp_path: Path) -> None:
     project = _project(tmp_path)
     before = _snapshot(project)
@@ -382,6 +391,7 @@ def test_wrong_toolchain_exits_nonzero_and_writes_nothing(tmp_path: Path) -> Non
     assert "wrong toolchain: grpcio-tools 1.70.0" in proc.stderr
 
 
+@needs_toolchain
 def test_git_missing(tmp_path: Path) -> None:
     project = _project(tmp_path)
     before = _snapshot(project)
