@@ -13,6 +13,7 @@ for scripting and :class:`CapturedCall` for what gets recorded. The pytest plugi
 from __future__ import annotations
 
 from ._capture import CapturedCall
+from ._iam import IamService, IssuedToken
 from ._model import sample_value, tokenize
 from ._script import Fault, OperationScript, Reply
 from ._server import METHODS, Emulator
@@ -22,6 +23,8 @@ __all__ = [
     "CapturedCall",
     "Emulator",
     "Fault",
+    "IamService",
+    "IssuedToken",
     "OperationScript",
     "Reply",
     "sample_value",
