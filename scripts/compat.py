@@ -96,6 +96,7 @@ class Result:
     versions: str
     summary: str
     seconds: float
+    failures: tuple[str, ...] = ()
 
 
 def _run(cmd: list[str], log: Path) -> None:
@@ -143,11 +144,11 @@ def installed_versions(venv: Path) -> str:
     return proc.stdout.strip() or proc.stderr.strip()
 
 
-def run_suite(venv: Path, pytest_args: list[str]) -> tuple[bool, str]:
-    log = venv / "compat.log"
+def run_suite(venv: Path, pytest_args: list[str]) -> tuple[bool, str, tuple[str, ...]]:
+    log = venv / "pytest.log"
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     cmd = [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-    with log.open("a", encoding="utf-8") as fh:
+    with log.open("w", encoding="utf-8") as fh:
         fh.write(f"\n$ {' '.join(cmd + pytest_args)}\n")
         fh.flush()
         proc = subprocess.run(
@@ -162,7 +163,8 @@ def run_suite(venv: Path, pytest_args: list[str]) -> tuple[bool, str]:
         fh.write(proc.stdout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     summary = lines[-1] if lines else "(no output)"
-    return proc.returncode == 0, summary
+    failures = tuple(sorted({ln.split(" - ")[0] for ln in lines if ln.startswith(("FAILED ", "ERROR "))}))
+    return proc.returncode == 0, summary, failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         versions = installed_versions(venv)
         print(f"== {name}: {versions}; running the suite ...", flush=True)
-        ok, summary = run_suite(venv, args.pytest_args)
-        results.append(Result(name, ok, versions, summary, time.monotonic() - start))
+        ok, summary, failures = run_suite(venv, args.pytest_args)
+        results.append(Result(name, ok, versions, summary, time.monotonic() - start, failures))
 
     print("\ncompatibility summary")
     for r in results:
         print(f"  {r.name:7} {'PASS' if r.ok else 'FAIL'}  {r.versions}")
-        print(f"          {r.summary}  ({r.seconds:.0f} s; log .venv-compat-{r.name}/compat.log)")
+        print(f"          {r.summary}  ({r.seconds:.0f} s; log .venv-compat-{r.name}/pytest.log)")
+        for failure in r.failures:
+            print(f"          {failure}")
     return 0 if results and all(r.ok for r in results) else 1
 
 
