@@ -26,6 +26,7 @@ from ._auth_base import (
 )
 from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
 from ._auth_sa import ServiceAccountKey
+from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
 
 __all__ = [
     "ApiKey",
@@ -39,8 +40,6 @@ __all__ = [
     "resolve_credentials",
 ]
 
-ENV_API_KEY = "YC_API_KEY"
-ENV_IAM_TOKEN = "YC_IAM_TOKEN"
 ENV_SERVICE_ACCOUNT_KEY_FILE = "YC_SERVICE_ACCOUNT_KEY_FILE"
 ENV_METADATA_CREDENTIALS = "YC_METADATA_CREDENTIALS"
 _TRUE = frozenset({"1", "true", "yes", "on"})
