@@ -41,9 +41,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+LINT_PATHS := src tests scripts $(wildcard bench examples)
+
 lint: $(STAMP)
-	$(PY) -m ruff check src tests scripts bench examples
-	$(PY) -m ruff format --check src tests scripts bench examples
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
 	$(PY) -m mypy
 
 regenerate-stubs: $(STAMP)

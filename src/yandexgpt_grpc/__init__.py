@@ -5,7 +5,17 @@ Start with `Client` (blocking) or `AsyncClient` (asyncio); test your code agains
 """
 
 from ._async_client import AsyncClient
-from ._auth import ApiKey, Credentials, IamToken, resolve_credentials
+from ._auth import (
+    ApiKey,
+    Credentials,
+    CredentialsError,
+    IamToken,
+    IamTokenProvider,
+    MetadataService,
+    ServiceAccountKey,
+    default_credentials,
+    resolve_credentials,
+)
 from ._client import Client
 from ._errors import (
     AbortedError,
@@ -59,19 +69,23 @@ __all__ = [
     "CompletionResult",
     "CompletionStream",
     "Credentials",
+    "CredentialsError",
     "DataLossError",
     "DeadlineExceededError",
     "FailedPreconditionError",
     "IamToken",
+    "IamTokenProvider",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidArgumentError",
     "Message",
+    "MetadataService",
     "NotFoundError",
     "OutOfRangeError",
     "PermissionDeniedError",
     "RateLimitError",
     "RetryPolicy",
+    "ServiceAccountKey",
     "StreamInterruptedError",
     "TextReset",
     "ToolCall",
@@ -82,5 +96,6 @@ __all__ = [
     "Usage",
     "YandexGPTError",
     "__version__",
+    "default_credentials",
     "resolve_credentials",
 ]

@@ -8,7 +8,6 @@ without it. No error message, repr or exception chain here ever contains key mat
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import os
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ import grpc
 from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
 from ._constants import DEFAULT_IAM_ENDPOINT, USER_AGENT
 from ._generated.yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
+from ._net import is_local
 
 __all__ = ["IAM_TOKEN_AUDIENCE", "ServiceAccountKey"]
 
@@ -33,23 +33,6 @@ _REQUIRED_FIELDS = ("id", "service_account_id", "private_key")
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _is_local(target: str) -> bool:
-    """Unix sockets and loopback hosts: the only places a plaintext exchange may go."""
-    if target.startswith(("unix:", "unix-abstract:")):
-        return True
-    host = target.split("///", 1)[-1] if target.startswith("dns:") else target
-    if host.startswith("["):
-        host = host[1 : host.find("]")]
-    elif host.count(":") == 1:
-        host = host.rsplit(":", 1)[0]
-    if host.lower() in ("localhost", "ip6-localhost", "ip6-loopback"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _load_private_key(pem_text: str) -> Any:
@@ -127,7 +110,7 @@ class ServiceAccountKey(RefreshingCredentials):
         self.key_id: str = data["id"].strip()
         self.service_account_id: str = data["service_account_id"].strip()
         self._private_key = _load_private_key(data["private_key"])
-        if insecure and not _is_local(endpoint):
+        if insecure and not is_local(endpoint):
             raise ValueError(
                 "insecure=True would send the service-account JWT in plaintext; it is allowed only "
                 f"to loopback addresses and Unix sockets, not {endpoint!r}"

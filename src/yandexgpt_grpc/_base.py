@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -29,6 +28,7 @@ from ._convert import MessagesInput, build_request, model_uri, normalize_message
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
+from ._net import is_local, split_host
 from ._retry import DEFAULT_RETRY, RetryPolicy
 from ._types import NotGiven
 
@@ -36,31 +36,8 @@ Timeout = float | None | NotGiven
 ChannelOptions = Sequence[tuple[str, Any]]
 MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
-_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
-_SINGLE_THREADED_UNARY_STREAM = "grpc.experimental.ChannelOptions.SingleThreadedUnaryStream"
-
-
-def split_host(endpoint: str) -> str:
-    """The host part of a grpc target (name, IPv4 or [IPv6]) without the port."""
-    target = endpoint.split("///", 1)[-1] if endpoint.startswith("dns:") else endpoint
-    if target.startswith("["):
-        return target[1 : target.find("]")]
-    if target.count(":") > 1:  # bare IPv6 without a port
-        return target
-    return target.rsplit(":", 1)[0]
-
-
-def is_local(endpoint: str) -> bool:
-    """True for Unix sockets and loopback addresses: the only plaintext targets we allow."""
-    if endpoint.startswith(("unix:", "unix-abstract:")):
-        return True
-    host = split_host(endpoint).lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# grpc matches this exact key (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream's value).
+_SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
 
 
 def check_endpoint(endpoint: str, insecure: bool) -> str:

@@ -517,7 +517,7 @@ class Emulator:
     ) -> Any:
         resp = tg_pb2.CompletionResponse(model_version=self.model_version)
         alt = resp.alternatives.add()
-        alt.status = status
+        alt.status = status  # type: ignore[assignment]
         alt.message.role = "assistant"
         if tool_calls:
             for tc in tool_calls:
