@@ -16,6 +16,7 @@ from ._auth import (
     default_credentials,
     resolve_credentials,
 )
+from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
 from ._client import Client
 from ._errors import (
     AbortedError,
@@ -64,6 +65,8 @@ __all__ = [
     "AsyncClient",
     "AsyncCompletionStream",
     "AuthenticationError",
+    "BatchProblem",
+    "BatchSummary",
     "CancelledError",
     "Client",
     "CompletionResult",
@@ -97,5 +100,7 @@ __all__ = [
     "YandexGPTError",
     "__version__",
     "default_credentials",
+    "arun_batch",
     "resolve_credentials",
+    "run_batch",
 ]

@@ -1,0 +1,506 @@
+"""Batch runs: thousands of prompts from a JSONL file, none lost, none done twice.
+
+Input: one JSON object per line, ``{"id": ..., "messages": ..., <options>}``. Output: one JSON
+object per finished request, appended the moment it finishes, so a crash or Ctrl-C loses only
+what was in flight and a rerun picks up where the last one stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import grpc
+
+from ._async_client import AsyncClient
+from ._convert import _OPTION_NAMES, build_request, normalize_messages
+from ._errors import APIError, YandexGPTError
+from ._retry import RetryPolicy
+from ._types import NOT_GIVEN, CompletionResult, NotGiven
+
+__all__ = [
+    "BatchProblem",
+    "BatchSummary",
+    "RateLimiter",
+    "arun_batch",
+    "run_batch",
+]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+PathLike = str | os.PathLike[str]
+
+_RESERVED = frozenset({"id", "messages", "model"})
+_PROBE_MODEL = "gpt://folder/model/latest"
+
+
+@dataclass(frozen=True)
+class BatchProblem:
+    """An input line that was not sent (malformed or a duplicate id), or a repaired output line."""
+
+    line: int
+    message: str
+    file: str = "input"
+
+    def __str__(self) -> str:
+        return f"{self.file} line {self.line}: {self.message}"
+
+
+@dataclass
+class BatchSummary:
+    """What a run did; `failed` counts requests whose result line records an error."""
+
+    total: int = 0
+    skipped: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    problems: list[BatchProblem] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.problems
+
+
+@dataclass(frozen=True)
+class _Item:
+    line: int
+    id: Any
+    messages: Any
+    model: str | None
+    options: Mapping[str, Any]
+
+
+class RateLimiter:
+    """A token bucket whose rate follows AIMD: halved on RESOURCE_EXHAUSTED, creeping back on success.
+
+    `rate=None` means unlimited until the first slowdown, which starts limiting at half the
+    rate observed over the last second; once the rate climbs back past that observed rate the
+    limit lifts again. The bucket holds one token, so in any window of T seconds at most
+    ``1 + rate * T`` requests start. Failures of requests that started before the last cut
+    do not cut again: a burst of rejections is one signal, not many.
+    """
+
+    def __init__(
+        self,
+        rate: float | None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        min_rate: float = 0.2,
+    ) -> None:
+        if rate is not None and (not math.isfinite(rate) or rate <= 0):
+            raise ValueError(f"rps must be a positive number, got {rate!r}")
+        self.ceiling = rate
+        self.rate = rate
+        self.min_rate = min(min_rate, rate) if rate is not None else min_rate
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
+        self._cut_at = -math.inf
+        self._peak = math.inf
+        self._step = (rate or 1.0) / 20.0
+        self._recent: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> float:
+        """Wait for this request's turn; returns its start time (for `slow_down`)."""
+        async with self._lock:
+            now = self._clock()
+            if self.rate is not None:
+                start = max(now, self._next)
+                self._next = start + 1.0 / self.rate
+                if start > now:
+                    await self._sleep(start - now)
+                    now = self._clock()
+            recent = self._recent
+            recent.append(now)
+            while recent and recent[0] < now - 1.0:
+                recent.popleft()
+            return now
+
+    def slow_down(self, started: float) -> None:
+        if started < self._cut_at:
+            return
+        self._cut_at = self._clock()
+        if self.rate is None:
+            observed = float(max(len(self._recent), 1))
+            self._step = observed / 20.0
+            self.rate = max(self.min_rate, observed / 2.0)
+            self._peak = observed
+        else:
+            self.rate = max(self.min_rate, self.rate / 2.0)
+
+    def speed_up(self) -> None:
+        if self.rate is None:
+            return
+        self.rate += self._step
+        if self.ceiling is not None:
+            self.rate = min(self.rate, self.ceiling)
+        elif self.rate >= self._peak:
+            self.rate = None
+
+
+class Progress:
+    """One redrawn status line on a terminal: counts, rate, ETA and failures."""
+
+    def __init__(self, out: TextIO, total: int, clock: Clock, interval: float = 0.1) -> None:
+        self._out = out
+        self._total = total
+        self._clock = clock
+        self._start = clock()
+        self._last = -math.inf
+        self._interval = interval
+        self.done = 0
+        self.failed = 0
+
+    def update(self, failed: bool, force: bool = False) -> None:
+        self.done += 1
+        self.failed += failed
+        self.draw(force)
+
+    def draw(self, force: bool = False) -> None:
+        now = self._clock()
+        if not force and now - self._last < self._interval and self.done < self._total:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-9)
+        rate = self.done / elapsed
+        left = self._total - self.done
+        eta = _duration(left / rate) if rate > 0 else "?"
+        width = 24
+        filled = width * self.done // self._total if self._total else width
+        bar = "#" * filled + "." * (width - filled)
+        self._out.write(
+            f"\r[{bar}] {self.done}/{self._total} done, {self.failed} failed, {rate:.1f}/s, ETA {eta}\x1b[K"
+        )
+        self._out.flush()
+
+    def finish(self) -> None:
+        self.draw(force=True)
+        self._out.write("\n")
+        self._out.flush()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def _id_key(value: Any) -> str:
+    """Ids compare as JSON, so "1" and 1 stay different requests."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
+    items: list[_Item] = []
+    seen: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            try:
+                obj = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                problems.append(BatchProblem(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(BatchProblem(lineno, "expected a JSON object with 'id' and 'messages'"))
+                continue
+            item_id = obj.get("id")
+            if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or item_id == "":
+                problems.append(BatchProblem(lineno, "'id' must be a non-empty string or an integer"))
+                continue
+            key = _id_key(item_id)
+            if key in seen:
+                problems.append(BatchProblem(lineno, f"duplicate id {item_id!r} (first on line {seen[key]})"))
+                continue
+            seen[key] = lineno
+            unknown = sorted(set(obj) - _RESERVED - _OPTION_NAMES)
+            if unknown:
+                problems.append(
+                    BatchProblem(
+                        lineno,
+                        f"unknown keys {unknown}; allowed: id, messages, model, {', '.join(sorted(_OPTION_NAMES))}",
+                    )
+                )
+                continue
+            model = obj.get("model")
+            if model is not None and not isinstance(model, str):
+                problems.append(BatchProblem(lineno, "'model' must be a string"))
+                continue
+            options = {k: v for k, v in obj.items() if k not in _RESERVED}
+            try:  # the checks the client would make, now, so the report can name the line
+                build_request(_PROBE_MODEL, normalize_messages(obj.get("messages", [])), options, False)
+            except (TypeError, ValueError) as exc:
+                problems.append(BatchProblem(lineno, str(exc)))
+                continue
+            items.append(_Item(lineno, item_id, obj["messages"], model, options))
+    return items
+
+
+def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool) -> set[str]:
+    """Ids already answered in OUT; repair a torn last line, drop error lines if asked to."""
+    done: set[str] = set()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return done
+    lines = data.split(b"\n")
+    tail = lines.pop()  # after the last newline: b"" unless the last write was torn
+    keep_len = len(data) - len(tail)
+    if tail:
+        problems.append(BatchProblem(len(lines) + 1, "incomplete last line (an interrupted write) removed", "output"))
+    kept: list[bytes] = []
+    dropped = False
+    for lineno, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+            key = _id_key(obj["id"])
+        except (ValueError, KeyError, TypeError):
+            if lineno == len(lines):  # a last line cut short but ending in a newline
+                problems.append(BatchProblem(lineno, "unreadable last line removed", "output"))
+                keep_len -= len(raw) + 1
+                break
+            raise ValueError(
+                f"{os.fspath(path)} line {lineno} is not a result line; refusing to append to it"
+            ) from None
+        if retry_failed and "error" in obj:
+            dropped = True
+            continue
+        kept.append(raw)
+        done.add(key)
+    if dropped:
+        tmp = f"{os.fspath(path)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(b"".join(line + b"\n" for line in kept))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    elif keep_len < len(data):
+        os.truncate(path, keep_len)
+    return done
+
+
+class _Output:
+    """Append-only result file: each line goes out in one write(2), so no line is ever torn by us."""
+
+    def __init__(self, path: PathLike) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+
+
+def _success(item: _Item, result: CompletionResult) -> dict[str, Any]:
+    usage = result.usage
+    record: dict[str, Any] = {
+        "id": item.id,
+        "text": result.text,
+        "status": result.status.name,
+        "usage": {
+            "input_tokens": usage.input_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        },
+        "model_version": result.model_version,
+    }
+    if result.tool_calls:
+        record["tool_calls"] = [{"name": c.name, "arguments": dict(c.arguments)} for c in result.tool_calls]
+    return record
+
+
+def _failure(item: _Item, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, APIError):
+        error = {"code": exc.code.name, "message": exc.details}
+        if exc.request_id:
+            error["request_id"] = exc.request_id
+    else:
+        error = {"code": type(exc).__name__, "message": str(exc)}
+    return {"id": item.id, "error": error}
+
+
+async def arun_batch(
+    client: AsyncClient,
+    input_path: PathLike,
+    output_path: PathLike,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    rps: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | NotGiven | None = NOT_GIVEN,
+    retry_failed: bool = False,
+    progress: bool | TextIO | None = None,
+    on_problem: Callable[[BatchProblem], None] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    clock: Clock = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> BatchSummary:
+    """Answer every input line not yet in OUT, appending one result line each.
+
+    `model` is the default for lines without their own. At most `concurrency` requests run
+    at once and at most `rps` start per second (halved on every RESOURCE_EXHAUSTED, then
+    recovering). Transient failures are retried with `retry` (default: the client's policy);
+    what still fails is recorded as an error line. `retry_failed` drops earlier error lines
+    from OUT so those ids run again. `progress`: a stream, True for stderr, None for stderr
+    only when it is a terminal. Cancelling the task (Ctrl-C) cancels the calls in flight and
+    leaves OUT with whole lines only.
+    """
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    started = clock()
+    summary = BatchSummary()
+    problems = summary.problems
+
+    def problem(p: BatchProblem) -> None:
+        problems.append(p)
+        if on_problem is not None:
+            on_problem(p)
+
+    found: list[BatchProblem] = []
+    done = _read_done(output_path, found, retry_failed)
+    items = _read_input(input_path, found)
+    for p in found:
+        problem(p)
+    if model is None and any(item.model is None for item in items):
+        raise ValueError("no model: pass model= (--model) or give every input line a 'model'")
+    todo = [item for item in items if _id_key(item.id) not in done]
+    summary.total = len(items)
+    summary.skipped = len(items) - len(todo)
+
+    policy = retry if retry is not None else client._config.retry
+    limiter = RateLimiter(rps, clock=clock, sleep=sleep)
+    out_stream: TextIO | None
+    if progress is None:
+        out_stream = sys.stderr if sys.stderr.isatty() else None
+    elif progress is True:
+        out_stream = sys.stderr
+    elif progress is False:
+        out_stream = None
+    else:
+        out_stream = progress
+    bar = Progress(out_stream, len(todo), clock) if out_stream is not None and todo else None
+
+    output = _Output(output_path)
+    queue: Iterator[_Item] = iter(todo)
+
+    async def answer(item: _Item) -> dict[str, Any]:
+        attempt = 0
+        while True:
+            attempt += 1
+            began = await limiter.acquire()
+            try:
+                result = await client.complete(
+                    item.model or model or "",
+                    item.messages,
+                    timeout=timeout,
+                    retry=None,
+                    **item.options,
+                )
+            except APIError as exc:
+                if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    limiter.slow_down(began)
+                cause = exc.__cause__
+                delay = policy.next_delay(cause, attempt, None) if isinstance(cause, grpc.RpcError) else None
+                if delay is None:
+                    return _failure(item, exc)
+                await sleep(delay)
+                continue
+            except (YandexGPTError, ValueError, TypeError) as exc:
+                return _failure(item, exc)
+            limiter.speed_up()
+            return _success(item, result)
+
+    async def worker() -> None:
+        for item in queue:
+            record = await answer(item)
+            output.write(record)
+            failed = "error" in record
+            if failed:
+                summary.failed += 1
+            else:
+                summary.succeeded += 1
+            if on_result is not None:
+                on_result(record)
+            if bar is not None:
+                bar.update(failed)
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(todo)))]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:  # one worker failed, or we were cancelled: stop the rest
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        output.close()
+        if bar is not None:
+            bar.finish()
+        summary.elapsed = clock() - started
+    return summary
+
+
+def run_batch(
+    input_path: PathLike,
+    output_path: PathLike,
+    *,
+    model: str | None = None,
+    concurrency: int = 8,
+    rps: float | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | NotGiven | None = NOT_GIVEN,
+    retry_failed: bool = False,
+    progress: bool | TextIO | None = None,
+    on_problem: Callable[[BatchProblem], None] | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+    **client_kwargs: Any,
+) -> BatchSummary:
+    """The blocking face of `arun_batch`: builds an AsyncClient from `client_kwargs` and runs it.
+
+    `client_kwargs` are AsyncClient's arguments (endpoint=, api_key=, folder_id=, ...).
+    """
+
+    async def main() -> BatchSummary:
+        async with AsyncClient(**client_kwargs) as client:
+            return await arun_batch(
+                client,
+                input_path,
+                output_path,
+                model=model,
+                concurrency=concurrency,
+                rps=rps,
+                retry=retry,
+                timeout=timeout,
+                retry_failed=retry_failed,
+                progress=progress,
+                on_problem=on_problem,
+                on_result=on_result,
+            )
+
+    return asyncio.run(main())
