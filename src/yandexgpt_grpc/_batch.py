@@ -128,11 +128,13 @@ class RateLimiter:
             return now
 
     def slow_down(self, started: float) -> None:
-        if started < self._cut_at:
+        if started <= self._cut_at:
             return
         self._cut_at = self._clock()
         if self.rate is None:
-            observed = float(max(len(self._recent), 1))
+            recent = self._recent
+            span = recent[-1] - recent[0] if recent else 0.0
+            observed = (len(recent) - 1) / span if span > 0 else float(max(len(recent), 1))
             self._step = observed / 20.0
             self.rate = max(self.min_rate, observed / 2.0)
             self._peak = observed
