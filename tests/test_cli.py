@@ -1,0 +1,258 @@
+"""The `yandexgpt-grpc` command, run as a real subprocess against the emulator."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from tests.conftest import API_KEY, FOLDER
+from yandexgpt_grpc import cli
+from yandexgpt_grpc.testing import Emulator, Fault, Reply
+
+ANSWER = 'You said: "{}". This is the emulator answering.'
+IAM_TOKEN = "t1.secret-iam-token-abcdef"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_"))}
+    env.update(extra)
+    return env
+
+
+def run(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "yandexgpt_grpc", *args],
+        input=stdin if stdin is not None else "",
+        capture_output=True,
+        text=True,
+        env=env if env is not None else clean_env(),
+        timeout=timeout,
+        check=False,
+    )
+    for secret in (API_KEY, IAM_TOKEN):  # no secret in any output, ever
+        assert secret not in proc.stdout and secret not in proc.stderr
+    return proc
+
+
+def conn(emu: Emulator) -> list[str]:
+    return ["--endpoint", emu.address, "--insecure", "--api-key", API_KEY, "--folder-id", FOLDER]
+
+
+def test_positional_text(emu: Emulator) -> None:
+    proc = run(*conn(emu), "Hello there")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, ANSWER.format("Hello there") + "\n", "")
+    (call,) = emu.calls_for("Completion")
+    assert call.header("authorization") == f"Api-Key {API_KEY}"
+    assert call.request.model_uri == f"gpt://{FOLDER}/yandexgpt-lite/latest"
+
+
+def test_complete_subcommand_user_text_system_and_options(emu: Emulator) -> None:
+    proc = run(
+        "complete",
+        *conn(emu),
+        "--user-text",
+        "Translate me",
+        "--system",
+        "Translate the text",
+        "--model",
+        "yandexgpt/rc",
+        "--temperature",
+        "0.25",
+        "--max-tokens",
+        "500",
+        "--timeout",
+        "7",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "[Translate the text] " + ANSWER.format("Translate me") + "\n"
+    (call,) = emu.calls_for("Completion")
+    req = call.request
+    assert req.model_uri == f"gpt://{FOLDER}/yandexgpt/rc"
+    assert [(m.role, m.text) for m in req.messages] == [("system", "Translate the text"), ("user", "Translate me")]
+    assert req.completion_options.temperature.value == 0.25
+    assert req.completion_options.max_tokens.value == 500
+    assert req.completion_options.stream is False
+    assert call.deadline is not None and 5 < call.deadline <= 7
+
+
+def test_stdin_and_environment_fallbacks(emu: Emulator) -> None:
+    env = clean_env(YC_IAM_TOKEN=IAM_TOKEN, YC_FOLDER_ID=FOLDER, YANDEXGPT_ENDPOINT=emu.address)
+    proc = run("--insecure", stdin="from stdin\n", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ANSWER.format("from stdin") + "\n"
+    (call,) = emu.calls_for("Completion")
+    assert call.header("authorization") == f"Bearer {IAM_TOKEN}"
+    assert call.header("x-folder-id") == FOLDER
+
+
+def test_iam_token_flag(emu: Emulator) -> None:
+    proc = run("--endpoint", emu.address, "--insecure", "--iam-token", IAM_TOKEN, "--folder-id", FOLDER, "hi")
+    assert proc.returncode == 0, proc.stderr
+    assert emu.calls_for("Completion")[0].header("authorization") == f"Bearer {IAM_TOKEN}"
+
+
+def test_stream_output_equals_the_final_text(emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["Once", " upon", " a time"], final_text="Once upon a time."))
+    proc = run(*conn(emu), "--stream", "tell a story")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "Once upon a time.\n", "")
+    assert emu.calls_for("Completion")[0].request.completion_options.stream is True
+
+
+def test_stream_when_the_server_replaces_the_text(emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["Some", " bad"], status="CONTENT_FILTER", final_text="[filtered]"))
+    proc = run(*conn(emu), "--stream", "x")
+    assert proc.returncode == 0
+    # A pipe cannot take text back: the replacement starts on a new line and stderr says so.
+    assert proc.stdout == "Some bad\n[filtered]\n"
+    assert "the server replaced the text (CONTENT_FILTER)" in proc.stderr
+
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_stream_on_a_terminal_erases_replaced_text(emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["Some", " bad"], status="CONTENT_FILTER", final_text="[filtered]"))
+    out, err = FakeTty(), io.StringIO()
+    code = cli.main([*conn(emu), "--stream", "x"], stdin=io.StringIO(), stdout=out, stderr=err)
+    assert code == 0
+    assert out.getvalue() == "Some bad\r\x1b[J[filtered]\n"  # cursor back, clear, new text
+    assert "CONTENT_FILTER" in err.getvalue()  # the status note
+
+
+def test_json_prints_the_rest_shape(emu: Emulator) -> None:
+    proc = run(*conn(emu), "--json", "hi")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    alt = doc["result"]["alternatives"][0]
+    assert alt == {"message": {"role": "assistant", "text": ANSWER.format("hi")}, "status": "ALTERNATIVE_STATUS_FINAL"}
+    assert doc["result"]["modelVersion"] == "emulator-1.0"
+    assert set(doc["result"]["usage"]) >= {"inputTextTokens", "completionTokens", "totalTokens"}
+    assert doc["result"]["usage"]["totalTokens"].isdigit()  # int64 as a string, as REST sends it
+
+
+def test_stream_json_is_one_object_per_line(emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["A", "B"], final_text="ABC"))
+    proc = run(*conn(emu), "--stream", "--json", "hi")
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(line) for line in proc.stdout.splitlines()]
+    texts = [(d["result"]["alternatives"][0]["message"]["text"], d["result"]["alternatives"][0]["status"]) for d in docs]
+    assert texts == [
+        ("A", "ALTERNATIVE_STATUS_PARTIAL"),
+        ("AB", "ALTERNATIVE_STATUS_PARTIAL"),
+        ("ABC", "ALTERNATIVE_STATUS_FINAL"),
+    ]
+
+
+def test_emulator_flag_needs_no_credentials() -> None:
+    proc = run("--emulator", "--stream", "offline")
+    assert (proc.returncode, proc.stdout) == (0, ANSWER.format("offline") + "\n")
+
+
+@pytest.mark.parametrize(
+    ("setup", "code", "message"),
+    [
+        (lambda e: e.fail_next(1, grpc.StatusCode.INVALID_ARGUMENT, "bad temperature"), 4, "INVALID_ARGUMENT: bad"),
+        (lambda e: e.fail_next(9, grpc.StatusCode.UNAVAILABLE, pushback_ms=1), 5, "UNAVAILABLE: emulator"),
+        (lambda e: e.fail_next(1, grpc.StatusCode.PERMISSION_DENIED, "no access"), 3, "PERMISSION_DENIED: no"),
+        (lambda e: e.fail_next(4, grpc.StatusCode.INTERNAL, pushback_ms=1), 1, "INTERNAL: emulator"),
+    ],
+    ids=["invalid-argument", "unavailable", "permission", "other"],
+)
+def test_exit_codes_by_error_class(emu: Emulator, setup: Callable[[Emulator], Any], code: int, message: str) -> None:
+    setup(emu)
+    proc = run(*conn(emu), "hi")
+    assert proc.returncode == code
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("yandexgpt-grpc: error: " + message), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_auth_failure_exits_3_without_leaking_the_key(yandexgpt_emulator_factory: Callable[..., Emulator]) -> None:
+    emu = yandexgpt_emulator_factory(api_keys=["the-only-good-key"])
+    proc = run(*conn(emu), "hi")
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("yandexgpt-grpc: error: UNAUTHENTICATED: the API key is not valid")
+    debug = run(*conn(emu), "--debug", "hi")  # tracebacks and logs on request, still no secret
+    assert debug.returncode == 3
+    assert "Traceback" in debug.stderr
+
+
+def test_no_credentials_exit_3() -> None:
+    proc = run("--endpoint", "127.0.0.1:1", "--insecure", "hi")
+    assert proc.returncode == 3
+    assert proc.stderr == (
+        "yandexgpt-grpc: error: no credentials: pass --api-key or --iam-token, set YC_API_KEY, YC_IAM_TOKEN or "
+        "YC_SERVICE_ACCOUNT_KEY_FILE, or try --emulator\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--temperature", "3", "hi"], "temperature must be in [0, 1]"),
+        (["--max-tokens", "0", "hi"], "max_tokens must be a positive int"),
+        (["--user-text", "a", "b"], "either as an argument or with --user-text"),
+        (["   "], "the text is empty"),
+        (["--endpoint", "example.com:443", "hi"], "contradict"),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+    proc = run("--emulator", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_plaintext_to_a_remote_host_is_refused() -> None:
+    proc = run("--endpoint", "example.com:443", "--insecure", "--api-key", API_KEY, "--folder-id", FOLDER, "hi")
+    assert proc.returncode == 2
+    assert "allowed only to loopback" in proc.stderr
+
+
+def test_help_documents_the_exit_codes() -> None:
+    for args in (["--help"], ["complete", "--help"], ["batch", "--help"]):
+        proc = run(*args)
+        assert proc.returncode == 0
+        assert "130  interrupted (Ctrl-C)" in proc.stdout
+        assert "3    authentication" in proc.stdout
+
+
+def test_ctrl_c_cancels_the_rpc_and_exits_130(emu: Emulator) -> None:
+    emu.enqueue("Completion", Fault(stall=True, after=1, chunks=["Thinking"]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yandexgpt_grpc", *conn(emu), "--stream", "stall please"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert emu.wait_for(lambda: emu.calls_for("Completion")[0].responses_sent == 1, timeout=20)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert out == "Thinking"  # what had arrived was shown
+    assert err == "yandexgpt-grpc: interrupted\n"
+    call = emu.calls_for("Completion")[0]
+    assert emu.wait_for(lambda: call.cancelled, timeout=5), "the server never saw the cancel"
+    assert call.code == grpc.StatusCode.CANCELLED
