@@ -149,7 +149,8 @@ def test_stream_json_is_one_object_per_line(emu: Emulator) -> None:
     proc = run(*conn(emu), "--stream", "--json", "hi")
     assert proc.returncode == 0, proc.stderr
     docs = [json.loads(line) for line in proc.stdout.splitlines()]
-    texts = [(d["result"]["alternatives"][0]["message"]["text"], d["result"]["alternatives"][0]["status"]) for d in docs]
+    alts = [d["result"]["alternatives"][0] for d in docs]
+    texts = [(a["message"]["text"], a["status"]) for a in alts]
     assert texts == [
         ("A", "ALTERNATIVE_STATUS_PARTIAL"),
         ("AB", "ALTERNATIVE_STATUS_PARTIAL"),
