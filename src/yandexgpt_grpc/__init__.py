@@ -4,20 +4,8 @@ Start with `Client` (blocking) or `AsyncClient` (asyncio); test your code agains
 `yandexgpt_grpc.testing.Emulator`.
 """
 
-from ._async_client import AsyncClient
-from ._auth import (
-    ApiKey,
-    Credentials,
-    CredentialsError,
-    IamToken,
-    IamTokenProvider,
-    MetadataService,
-    ServiceAccountKey,
-    default_credentials,
-    resolve_credentials,
-)
-from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
-from ._client import Client
+from typing import TYPE_CHECKING
+
 from ._errors import (
     AbortedError,
     AlreadyExistsError,
@@ -41,18 +29,66 @@ from ._errors import (
     YandexGPTError,
 )
 from ._retry import RetryPolicy
-from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
 from ._types import (
     NOT_GIVEN,
     Alternative,
     AlternativeStatus,
     CompletionResult,
     Message,
+    Token,
+    TokenizeResult,
     ToolCall,
     ToolResult,
     Usage,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._async_client import AsyncClient
+    from ._auth import (
+        ApiKey,
+        Credentials,
+        CredentialsError,
+        IamToken,
+        IamTokenProvider,
+        MetadataService,
+        ServiceAccountKey,
+        default_credentials,
+        resolve_credentials,
+    )
+    from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
+    from ._client import Client
+    from ._operations import AsyncOperation, Operation, OperationTimeoutError
+    from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
+    from ._tools import FunctionTool, function_tool
+
+# Clients, credentials, streams and batches pull in the generated stubs (and http, json_format, uuid...);
+# loading them on first use keeps `import yandexgpt_grpc` close to the cost of `import grpc`.
+_LAZY = {
+    "AsyncClient": "_async_client",
+    "ApiKey": "_auth",
+    "Credentials": "_auth",
+    "CredentialsError": "_auth",
+    "IamToken": "_auth",
+    "IamTokenProvider": "_auth",
+    "MetadataService": "_auth",
+    "ServiceAccountKey": "_auth",
+    "default_credentials": "_auth",
+    "resolve_credentials": "_auth",
+    "BatchProblem": "_batch",
+    "BatchSummary": "_batch",
+    "arun_batch": "_batch",
+    "run_batch": "_batch",
+    "Client": "_client",
+    "AsyncOperation": "_operations",
+    "Operation": "_operations",
+    "OperationTimeoutError": "_operations",
+    "AsyncCompletionStream": "_streaming",
+    "CompletionStream": "_streaming",
+    "TextReset": "_streaming",
+    "FunctionTool": "_tools",
+    "function_tool": "_tools",
+}
 
 __all__ = [
     "NOT_GIVEN",
@@ -64,6 +100,7 @@ __all__ = [
     "ApiKey",
     "AsyncClient",
     "AsyncCompletionStream",
+    "AsyncOperation",
     "AuthenticationError",
     "BatchProblem",
     "BatchSummary",
@@ -76,6 +113,7 @@ __all__ = [
     "DataLossError",
     "DeadlineExceededError",
     "FailedPreconditionError",
+    "FunctionTool",
     "IamToken",
     "IamTokenProvider",
     "IncompleteStreamError",
@@ -84,6 +122,8 @@ __all__ = [
     "Message",
     "MetadataService",
     "NotFoundError",
+    "Operation",
+    "OperationTimeoutError",
     "OutOfRangeError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -91,6 +131,8 @@ __all__ = [
     "ServiceAccountKey",
     "StreamInterruptedError",
     "TextReset",
+    "Token",
+    "TokenizeResult",
     "ToolCall",
     "ToolResult",
     "UnavailableError",
@@ -99,8 +141,24 @@ __all__ = [
     "Usage",
     "YandexGPTError",
     "__version__",
-    "default_credentials",
     "arun_batch",
+    "default_credentials",
+    "function_tool",
     "resolve_credentials",
     "run_batch",
 ]
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from importlib import import_module
+
+        value = getattr(import_module(f".{module}", __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(_LAZY))
