@@ -257,3 +257,36 @@ def test_ctrl_c_cancels_the_rpc_and_exits_130(emu: Emulator) -> None:
     call = emu.calls_for("Completion")[0]
     assert emu.wait_for(lambda: call.cancelled, timeout=5), "the server never saw the cancel"
     assert call.code == grpc.StatusCode.CANCELLED
+
+
+def test_tokenize_prints_tokens_and_count(emu: Emulator) -> None:
+    proc = run("tokenize", *conn(emu), "To be, or not")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split("\t")[1] for line in lines[:-1]] == ['"To"', '" be"', '","', '" or"', '" not"']
+    assert lines[-1] == "5 tokens"
+    doc = json.loads(run("tokenize", *conn(emu), "--json", "To be").stdout)
+    assert [t["text"] for t in doc["tokens"]] == ["To", " be"]
+    whole = run("tokenize", *conn(emu), "--system", "Be brief", "To be")
+    assert whole.stdout.splitlines()[-1] == "4 tokens"  # system + user text
+
+
+def test_submit_then_operation(emu: Emulator) -> None:
+    proc = run("submit", *conn(emu), "later please")
+    assert proc.returncode == 0, proc.stderr
+    op_id = proc.stdout.strip()
+    assert op_id in emu.operations
+    pending = run("operation", *conn(emu), op_id)  # the emulator finishes on the second poll
+    assert (pending.returncode, pending.stdout) == (6, "")
+    assert "still running" in pending.stderr
+    done = run("operation", *conn(emu), op_id, "--wait", "--poll-interval", "0.01")
+    assert (done.returncode, done.stdout) == (0, ANSWER.format("later please") + "\n")
+    waited = run("submit", *conn(emu), "--wait", "--poll-interval", "0.01", "--json", "now")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["result"]["alternatives"][0]["message"]["text"] == ANSWER.format("now")
+
+
+def test_unknown_operation_exits_4(emu: Emulator) -> None:
+    proc = run("operation", *conn(emu), "no-such-operation")
+    assert proc.returncode == 4
+    assert proc.stderr.startswith("yandexgpt-grpc: error: NOT_FOUND")

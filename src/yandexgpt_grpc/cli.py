@@ -20,6 +20,7 @@ from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, TextIO
 
 import grpc
+from google.protobuf import json_format
 
 from ._async_client import AsyncClient
 from ._auth import resolve_credentials
@@ -40,6 +41,7 @@ EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_INVALID = 4
 EXIT_UNAVAILABLE = 5
+EXIT_RUNNING = 6
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\
@@ -50,6 +52,7 @@ exit codes:
   3    authentication or permission error (no, wrong or expired credentials)
   4    invalid argument (the server rejected the request), unknown model or folder
   5    unavailable, deadline exceeded or rate-limited after retries: try again later
+  6    `operation ID` without --wait: the operation is still running
   130  interrupted (Ctrl-C); the request in flight was cancelled
 
 credentials and endpoint fall back to YC_API_KEY, YC_IAM_TOKEN, YC_SERVICE_ACCOUNT_KEY_FILE,
@@ -167,6 +170,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stream", action="store_true", help="print the text as it arrives")
     p.add_argument("--json", action="store_true", help="print the result as the REST API's JSON")
+
+    p = sub.add_parser(
+        "tokenize",
+        parents=[text, _generation_flags(), conn],
+        help="show how the model's tokenizer cuts a text",
+        description=(
+            "Print the tokens of the text (id, then the token text as JSON) and their count. With --system the "
+            "whole request is tokenized: what its input costs."
+        ),
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    p.add_argument("--json", action="store_true", help="print the REST API's JSON")
+
+    p = sub.add_parser(
+        "submit",
+        parents=[text, gen, conn],
+        help="start a generation in asynchronous mode and print the operation id",
+        description="Start a generation in asynchronous mode; print its operation id (or, with --wait, its result).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    p.add_argument("--wait", action="store_true", help="wait for the result and print it")
+    p.add_argument("--json", action="store_true", help="print the result as the REST API's JSON")
+    p.add_argument("--poll-interval", type=_positive_float, default=1.0, metavar="SECONDS", help="(1.0)")
+
+    p = sub.add_parser(
+        "operation",
+        parents=[conn],
+        help="print the result of an asynchronous operation",
+        description="Print the result of an operation started with `submit`, if it is done (exit 6 if not).",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=fmt,
+    )
+    p.add_argument("operation_id", metavar="ID")
+    p.add_argument("--wait", action="store_true", help="poll until it is done")
+    p.add_argument("--json", action="store_true", help="print the result as the REST API's JSON")
+    p.add_argument("--poll-interval", type=_positive_float, default=1.0, metavar="SECONDS", help="(1.0)")
 
     p = sub.add_parser(
         "batch",
@@ -334,11 +375,7 @@ async def _complete(args: argparse.Namespace, client: AsyncClient, stdin: TextIO
     options = _options(args)
     if not args.stream:
         result = await client.complete(args.model, messages, **options)
-        if args.json:
-            out.write(json.dumps(_rest_json(result), ensure_ascii=False, indent=2) + "\n")
-        else:
-            out.write(result.text + "\n")
-            _note_status(result.status, err)
+        _print_result(args, result, out, err)
         return EXIT_OK
     stream: AsyncCompletionStream
     async with client.stream(args.model, messages, **options) as stream:
@@ -393,6 +430,53 @@ def _note_status(status: AlternativeStatus, err: TextIO) -> None:
         err.write(f"{PROG}: note: the answer was replaced by the content filter (status CONTENT_FILTER)\n")
 
 
+def _print_result(args: argparse.Namespace, result: CompletionResult, out: TextIO, err: TextIO) -> None:
+    if args.json:
+        out.write(json.dumps(_rest_json(result), ensure_ascii=False, indent=2) + "\n")
+    else:
+        out.write(result.text + "\n")
+        _note_status(result.status, err)
+
+
+async def _tokenize(args: argparse.Namespace, client: AsyncClient, stdin: TextIO, out: TextIO) -> int:
+    if args.system:
+        result = await client.tokenize_messages(args.model, _messages(args, stdin), **_options(args))
+    else:
+        result = await client.tokenize(args.model, _user_text(args, stdin))
+    if args.json:
+        doc = json_format.MessageToDict(result.raw) if result.raw is not None else {}
+        out.write(json.dumps(doc, ensure_ascii=False, indent=2) + "\n")
+        return EXIT_OK
+    for token in result:
+        special = "\tspecial" if token.special else ""
+        out.write(f"{token.id}\t{json.dumps(token.text, ensure_ascii=False)}{special}\n")
+    out.write(f"{result.count} tokens\n")
+    return EXIT_OK
+
+
+async def _submit(args: argparse.Namespace, client: AsyncClient, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    op = await client.submit(args.model, _messages(args, stdin), **_options(args))
+    if not args.wait:
+        out.write(op.id + "\n")
+        return EXIT_OK
+    err.write(f"{PROG}: operation {op.id} started; waiting (Ctrl-C stops waiting, not the operation)\n")
+    _print_result(args, await op.wait(poll_interval=args.poll_interval), out, err)
+    return EXIT_OK
+
+
+async def _operation(args: argparse.Namespace, client: AsyncClient, out: TextIO, err: TextIO) -> int:
+    op = client.operation(args.operation_id)
+    if args.wait:
+        result = await op.wait(poll_interval=args.poll_interval)
+    elif await op.poll():
+        result = await op.result()
+    else:
+        err.write(f"{PROG}: operation {op.id} is still running; add --wait to wait for it\n")
+        return EXIT_RUNNING
+    _print_result(args, result, out, err)
+    return EXIT_OK
+
+
 async def _batch(args: argparse.Namespace, client: AsyncClient, err: TextIO) -> int:
     done = [0]
 
@@ -432,6 +516,12 @@ async def _run(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO
         async with AsyncClient(**kwargs) as client:
             if args.command == "batch":
                 return await _batch(args, client, err)
+            if args.command == "tokenize":
+                return await _tokenize(args, client, stdin, out)
+            if args.command == "submit":
+                return await _submit(args, client, stdin, out, err)
+            if args.command == "operation":
+                return await _operation(args, client, out, err)
             return await _complete(args, client, stdin, out, err)
 
 
