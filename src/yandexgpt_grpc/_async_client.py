@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -16,19 +14,16 @@ from ._base import (
     MetadataInput,
     Timeout,
     attempt_header,
-    deadline_of,
     new_request_id,
 )
-from ._client import _log_rpc
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import MessagesInput, unary_result
-from ._errors import IncompleteStreamError, from_rpc_error
+from ._errors import IncompleteStreamError, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
-from ._logging import logger
-from ._retry import RetryPolicy
-from ._streaming import AsyncCompletionStream, find_header
+from ._retry import CallRetry, RetryPolicy
+from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
 if TYPE_CHECKING:
@@ -36,8 +31,6 @@ if TYPE_CHECKING:
 
     from ._auth import Credentials
     from ._convert import GenerationOptions
-
-_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 
 
 class AsyncClient:
@@ -62,7 +55,7 @@ class AsyncClient:
         data_logging: bool | None = None,
         channel_options: ChannelOptions | None = None,
         max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
         operation_endpoint: str | None = None,
     ) -> None:
         self._config = ClientConfig(
@@ -106,9 +99,10 @@ class AsyncClient:
         if self._loop is loop:
             return self._completion
         if self._loop is not None:
+            why = "whose loop has closed (a second asyncio.run()?)" if self._loop.is_closed() else "in another loop"
             raise RuntimeError(
-                "this AsyncClient belongs to another event loop (grpc channels cannot move between loops): "
-                "create one AsyncClient per loop"
+                f"this AsyncClient was first used {why}, and grpc channels cannot move between event loops: "
+                "create the AsyncClient inside the loop that uses it (one per loop)"
             )
         cfg = self._config
         if cfg.insecure:
@@ -120,13 +114,6 @@ class AsyncClient:
         self._loop = loop
         self._completion = tg_grpc.TextGenerationServiceStub(channel).Completion
         return self._completion
-
-    def _refresh_after_auth_failure(self, rejected: str) -> bool:
-        creds = self._config.credentials
-        if not creds.refreshable:
-            return False
-        creds.invalidate(rejected)
-        return True
 
     async def complete(
         self,
@@ -141,52 +128,45 @@ class AsyncClient:
         """One request, one answer: waits for the whole text."""
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        policy = cfg.policy(retry)
-        deadline = deadline_of(cfg.call_timeout(timeout, stream=False))
         completion = self._ensure_channel()
         request_id = new_request_id()
+        tries = CallRetry(
+            cfg.policy(retry), cfg.call_timeout(timeout, stream=False), cfg.credentials, "Completion", request_id
+        )
         creds = cfg.credentials
-        attempt = 0
-        refreshed = False
         while True:
-            attempt += 1
             auth = await creds.aauthorization()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(attempt)
-            started = time.perf_counter()
-            call = completion(request, timeout=policy.attempt_timeout_for(deadline), metadata=md)
+            attempt_timeout = tries.start()
+            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
+            call = completion(request, timeout=attempt_timeout, metadata=md)
+            resp = None
             try:
-                resp = None
                 while True:
                     msg = await call.read()
                     if msg is grpc.aio.EOF:
                         break
                     resp = msg
                 initial = await call.initial_metadata()
-            except asyncio.CancelledError:
+                trailing = await call.trailing_metadata()
+            except grpc.aio.AioRpcError as exc:
+                tries.failed(exc)
+                delay = tries.delay(exc, auth, responded=resp is not None)
+                if delay is None:
+                    raise tries.failure(exc) from exc
+                if delay:
+                    await _retry.asleep(delay)
+                continue
+            except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
                 call.cancel()
                 raise
-            except grpc.aio.AioRpcError as exc:
-                _log_rpc(exc.code(), started, attempt, request_id)
-                if exc.code() is _UNAUTHENTICATED and not refreshed and self._refresh_after_auth_failure(auth):
-                    refreshed = True
-                    attempt -= 1
-                    continue
-                delay = policy.next_delay(exc, attempt, deadline)
-                if delay is None:
-                    raise from_rpc_error(exc) from exc
-                logger.warning(
-                    "retrying Completion after %s (attempt %d, waiting %.3fs)", exc.code().name, attempt, delay
-                )
-                await _retry.asleep(delay)
-                continue
-            if logger.isEnabledFor(logging.DEBUG):
-                _log_rpc(grpc.StatusCode.OK, started, attempt, request_id)
+            tries.finished(grpc.StatusCode.OK, initial)
             rid = find_header(initial, HEADER_REQUEST_ID)
             if resp is None:
                 raise IncompleteStreamError(
                     "the server answered without a response message", partial=None, request_id=rid
                 )
-            return unary_result(resp, rid, find_header(initial, HEADER_TRACE_ID))
+            trace_id = find_header(initial, HEADER_TRACE_ID)
+            return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
 
     def stream(
         self,
@@ -206,28 +186,25 @@ class AsyncClient:
             raise RuntimeError("this AsyncClient is closed")
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
-        policy = cfg.policy(retry)
-        deadline = deadline_of(cfg.call_timeout(timeout, stream=True))
         request_id = new_request_id()
+        tries = CallRetry(
+            cfg.policy(retry),
+            cfg.call_timeout(timeout, stream=True),
+            cfg.credentials,
+            "Completion(stream)",
+            request_id,
+            stream=True,
+        )
         creds = cfg.credentials
-        last_auth: list[str] = []
 
-        async def start(attempt: int) -> Any:
+        async def start() -> tuple[Any, str]:
             completion = self._ensure_channel()
             auth = await creds.aauthorization()
-            last_auth[:] = [auth]
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(attempt)
-            return completion(request, timeout=policy.attempt_timeout_for(deadline), metadata=md)
+            attempt_timeout = tries.start()
+            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
+            return completion(request, timeout=attempt_timeout, metadata=md), auth
 
-        refreshed: list[bool] = []
-
-        async def on_auth_failure() -> bool:
-            if refreshed or not last_auth:
-                return False
-            refreshed.append(True)
-            return self._refresh_after_auth_failure(last_auth[0])
-
-        return AsyncCompletionStream(start, policy, deadline, on_auth_failure)
+        return AsyncCompletionStream(start, tries)
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""

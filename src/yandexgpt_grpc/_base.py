@@ -28,7 +28,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
 from ._net import is_local, split_host
-from ._retry import DEFAULT_RETRY, RetryPolicy
+from ._retry import DEFAULT_RETRY, NO_RETRIES, RetryPolicy
 from ._types import NotGiven
 
 Timeout = float | None | NotGiven
@@ -61,6 +61,17 @@ def resolve_timeout(value: Timeout, default: float | None) -> float | None:
     return float(value)
 
 
+def resolve_policy(retry: RetryPolicy | NotGiven | None, default: RetryPolicy) -> RetryPolicy:
+    """`retry=` as given: left out -> the default, None -> no retries."""
+    if isinstance(retry, NotGiven):
+        return default
+    if retry is None:
+        return NO_RETRIES
+    if not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
+    return retry
+
+
 def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, Any]]:
     opts: dict[str, Any] = {
         "grpc.primary_user_agent": USER_AGENT,
@@ -73,6 +84,10 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
         "grpc.keepalive_permit_without_calls": 0,
         # Let grpc retry transparently only what never reached the server.
         "grpc.enable_retries": 1,
+        # Reconnect soon after a server comes back (grpc's defaults: 1 s growing to 120 s),
+        # so a restarted endpoint serves the same client again within our retry window.
+        "grpc.initial_reconnect_backoff_ms": 200,
+        "grpc.max_reconnect_backoff_ms": 10_000,
     }
     if sync:
         # Reads stream messages on the caller's thread: no hop through grpc's
@@ -93,8 +108,26 @@ def _user_metadata(metadata: MetadataInput) -> tuple[tuple[str, str], ...]:
             raise ValueError(f"metadata keys must be non-empty lowercase str, got {key!r}")
         if key == HEADER_AUTHORIZATION:
             raise ValueError("pass credentials with api_key=, iam_token= or credentials=, not as metadata")
+        _check_metadata_value(key, value)
         out.append((key, value))
     return tuple(out)
+
+
+def _check_metadata_value(key: str, value: object) -> None:
+    """Refuse what grpc would fail as INTERNAL "Invalid metadata" (and retry) after the call began.
+
+    The message names the key only: values may be secrets.
+    """
+    if key.endswith("-bin"):
+        if not isinstance(value, (bytes, str)):
+            raise TypeError(f"metadata {key!r}: a -bin value must be bytes, got {type(value).__name__}")
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"metadata {key!r}: the value must be str (or use a key ending in -bin for bytes)")
+    if not value.isascii() or not value.isprintable():
+        raise ValueError(
+            f"metadata {key!r}: the value must be printable ASCII; send other text under a key ending in -bin"
+        )
 
 
 class ClientConfig:
@@ -129,7 +162,7 @@ class ClientConfig:
         data_logging: bool | None,
         channel_options: ChannelOptions | None,
         max_retries: int | None,
-        retry: RetryPolicy | None,
+        retry: RetryPolicy | NotGiven | None,
         operation_endpoint: str | None,
         sync: bool,
     ) -> None:
@@ -148,7 +181,7 @@ class ClientConfig:
         default = resolve_timeout(timeout, DEFAULT_TIMEOUT)
         self.timeout = default
         self.stream_timeout = default if not isinstance(timeout, NotGiven) else DEFAULT_STREAM_TIMEOUT
-        policy = retry if retry is not None else DEFAULT_RETRY
+        policy = resolve_policy(retry, DEFAULT_RETRY)
         if max_retries is not None:
             policy = policy.with_max_retries(max_retries)
         self.retry = policy
@@ -175,13 +208,7 @@ class ClientConfig:
         return resolve_timeout(timeout, self.stream_timeout if stream else self.timeout)
 
     def policy(self, retry: RetryPolicy | NotGiven | None) -> RetryPolicy:
-        if isinstance(retry, NotGiven):
-            return self.retry
-        if retry is None:
-            return RetryPolicy.no_retries()
-        if not isinstance(retry, RetryPolicy):
-            raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
-        return retry
+        return resolve_policy(retry, self.retry)
 
     def describe(self, name: str) -> str:
         folder = f", folder_id={self.folder_id!r}" if self.folder_id else ""

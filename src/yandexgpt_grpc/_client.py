@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-import time
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -15,18 +14,16 @@ from ._base import (
     MetadataInput,
     Timeout,
     attempt_header,
-    deadline_of,
     new_request_id,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import MessagesInput, unary_result
-from ._errors import IncompleteStreamError, from_rpc_error
+from ._errors import IncompleteStreamError, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
-from ._logging import logger
-from ._retry import RetryPolicy
-from ._streaming import CompletionStream, find_header
+from ._retry import CallRetry, RetryPolicy
+from ._streaming import CompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
 if TYPE_CHECKING:
@@ -38,7 +35,27 @@ if TYPE_CHECKING:
         text_generation_service_pb2 as tg_pb2,
     )
 
-_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+
+def loop_bound_credentials(creds: Credentials) -> bool:
+    """Whether fetching a token awaits a coroutine function (an async IamTokenProvider)."""
+    return bool(getattr(creds, "_is_async", False))
+
+
+def check_no_running_loop() -> None:
+    """Refuse the one case where a blocking call inside a running event loop would deadlock.
+
+    Ordinary blocking use inside a running loop (a notebook) is allowed. But a token
+    coroutine may need this very loop, which the blocking call keeps from running.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        "this Client fetches tokens with a coroutine function, and it was called inside a running asyncio "
+        "event loop, which the blocking call would stall while the coroutine may need it (a deadlock): "
+        "use AsyncClient here, or run the call in a worker thread (await asyncio.to_thread(client.complete, ...))"
+    )
 
 
 class Client:
@@ -63,7 +80,7 @@ class Client:
         data_logging: bool | None = None,
         channel_options: ChannelOptions | None = None,
         max_retries: int | None = None,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
         operation_endpoint: str | None = None,
     ) -> None:
         self._config = cfg = ClientConfig(
@@ -90,6 +107,7 @@ class Client:
             self._channel = grpc.secure_channel(cfg.endpoint, creds, options=cfg.options)
         self._completion = tg_grpc.TextGenerationServiceStub(self._channel).Completion
         self._closed = False
+        self._loop_bound_credentials = loop_bound_credentials(cfg.credentials)
 
     def __repr__(self) -> str:
         return self._config.describe(type(self).__name__)
@@ -106,12 +124,11 @@ class Client:
         if self._closed:
             raise RuntimeError("this Client is closed")
 
-    def _refresh_after_auth_failure(self, rejected: str) -> bool:
+    def _authorization(self) -> str:
         creds = self._config.credentials
-        if not creds.refreshable:
-            return False
-        creds.invalidate(rejected)
-        return True
+        if self._loop_bound_credentials:
+            check_no_running_loop()
+        return creds.authorization()
 
     def complete(
         self,
@@ -127,45 +144,39 @@ class Client:
         self._check_open()
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        policy = cfg.policy(retry)
-        deadline = deadline_of(cfg.call_timeout(timeout, stream=False))
         request_id = new_request_id()
-        creds = cfg.credentials
-        attempt = 0
-        refreshed = False
+        tries = CallRetry(
+            cfg.policy(retry), cfg.call_timeout(timeout, stream=False), cfg.credentials, "Completion", request_id
+        )
         while True:
-            attempt += 1
-            auth = creds.authorization()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(attempt)
-            started = time.perf_counter()
-            call = self._completion(request, timeout=policy.attempt_timeout_for(deadline), metadata=md)
+            auth = self._authorization()
+            attempt_timeout = tries.start()
+            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
+            call = self._completion(request, timeout=attempt_timeout, metadata=md)
+            resp: tg_pb2.CompletionResponse | None = None
             try:
-                resp: tg_pb2.CompletionResponse | None = None
                 for resp in call:  # noqa: B007 - a unary answer is the stream's only message
                     pass
-                initial = call.initial_metadata()
             except grpc.RpcError as exc:
-                _log_rpc(exc.code(), started, attempt, request_id)
-                if exc.code() is _UNAUTHENTICATED and not refreshed and self._refresh_after_auth_failure(auth):
-                    refreshed = True
-                    attempt -= 1
-                    continue
-                delay = policy.next_delay(exc, attempt, deadline)
+                tries.failed(exc)
+                delay = tries.delay(exc, auth, responded=resp is not None)
                 if delay is None:
-                    raise from_rpc_error(exc) from exc
-                logger.warning(
-                    "retrying Completion after %s (attempt %d, waiting %.3fs)", exc.code().name, attempt, delay
-                )
-                _retry.sleep(delay)
+                    raise tries.failure(exc) from exc
+                if delay:
+                    _retry.sleep(delay)
                 continue
-            if logger.isEnabledFor(logging.DEBUG):
-                _log_rpc(grpc.StatusCode.OK, started, attempt, request_id)
+            except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+                call.cancel()
+                raise
+            initial = call.initial_metadata()
+            tries.finished(grpc.StatusCode.OK, initial)
             rid = find_header(initial, HEADER_REQUEST_ID)
             if resp is None:
                 raise IncompleteStreamError(
                     "the server answered without a response message", partial=None, request_id=rid
                 )
-            return unary_result(resp, rid, find_header(initial, HEADER_TRACE_ID))
+            trace_id = find_header(initial, HEADER_TRACE_ID)
+            return unary_result(resp, rid, trace_id, initial=initial, trailing=call.trailing_metadata())
 
     def stream(
         self,
@@ -179,33 +190,31 @@ class Client:
     ) -> CompletionStream:
         """Partial alternatives as the text grows, then the final one.
 
-        Arguments are checked now; the RPC starts when you begin iterating.
+        Arguments are checked now; the RPC starts (and `timeout` starts counting) when you
+        begin iterating.
         """
         self._check_open()
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
-        policy = cfg.policy(retry)
-        deadline = deadline_of(cfg.call_timeout(timeout, stream=True))
         request_id = new_request_id()
-        creds = cfg.credentials
+        tries = CallRetry(
+            cfg.policy(retry),
+            cfg.call_timeout(timeout, stream=True),
+            cfg.credentials,
+            "Completion(stream)",
+            request_id,
+            stream=True,
+        )
         completion = self._completion
-        last_auth: list[str] = []
 
-        def start(attempt: int) -> Any:
-            auth = creds.authorization()
-            last_auth[:] = [auth]
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(attempt)
-            return completion(request, timeout=policy.attempt_timeout_for(deadline), metadata=md)
+        def start() -> tuple[Any, str]:
+            self._check_open()
+            auth = self._authorization()
+            attempt_timeout = tries.start()
+            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
+            return completion(request, timeout=attempt_timeout, metadata=md), auth
 
-        refreshed: list[bool] = []
-
-        def on_auth_failure() -> bool:
-            if refreshed or not last_auth:
-                return False
-            refreshed.append(True)
-            return self._refresh_after_auth_failure(last_auth[0])
-
-        return CompletionStream(start, policy, deadline, on_auth_failure)
+        return CompletionStream(start, tries)
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""
@@ -218,14 +227,3 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _log_rpc(code: grpc.StatusCode, started: float, attempt: int, request_id: str) -> None:
-    if logger.isEnabledFor(logging.DEBUG):
-        logger.debug(
-            "rpc Completion code=%s duration=%.1fms attempt=%d client_request_id=%s",
-            code.name,
-            (time.perf_counter() - started) * 1000.0,
-            attempt,
-            request_id,
-        )

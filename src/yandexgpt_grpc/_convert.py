@@ -202,10 +202,22 @@ def result_of(
     alternatives: tuple[Alternative, ...],
     request_id: str | None,
     trace_id: str | None,
+    *,
+    initial: Any = (),
+    trailing: Any = (),
 ) -> CompletionResult:
-    return CompletionResult(alternatives, usage_of(resp.usage), resp.model_version, request_id, trace_id, resp)
+    return CompletionResult(
+        alternatives, usage_of(resp.usage), resp.model_version, request_id, trace_id, resp, initial, trailing
+    )
 
 
-def unary_result(resp: tg_pb2.CompletionResponse, request_id: str | None, trace_id: str | None) -> CompletionResult:
+def unary_result(
+    resp: tg_pb2.CompletionResponse,
+    request_id: str | None,
+    trace_id: str | None,
+    *,
+    initial: Any = (),
+    trailing: Any = (),
+) -> CompletionResult:
     alts = tuple(alternative_of(a, i, "") for i, a in enumerate(resp.alternatives))
-    return result_of(resp, alts, request_id, trace_id)
+    return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 
-from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
+from ._constants import HEADER_PUSHBACK, HEADER_REQUEST_ID, HEADER_TRACE_ID
 
 if TYPE_CHECKING:
     from ._types import Alternative
@@ -20,7 +20,12 @@ class YandexGPTError(Exception):
 
 
 class APIError(YandexGPTError):
-    """The server (or grpc on its behalf) ended a call with a non-OK status."""
+    """The server (or grpc on its behalf) ended a call with a non-OK status.
+
+    `details` is the status message exactly as sent; `metadata` holds the initial
+    then the trailing metadata (`-bin` values as bytes); `attempts` counts the
+    attempts the call made before giving up.
+    """
 
     code: grpc.StatusCode
     _by_code: ClassVar[dict[grpc.StatusCode, type[APIError]]] = {}
@@ -39,26 +44,37 @@ class APIError(YandexGPTError):
         code: grpc.StatusCode | None = None,
         request_id: str | None = None,
         trace_id: str | None = None,
-        metadata: Metadata = (),
+        metadata: Metadata | None = None,
         status_details: Sequence[Any] = (),
         operation_id: str | None = None,
+        initial_metadata: Metadata = (),
+        trailing_metadata: Metadata = (),
+        hint: str | None = None,
+        attempts: int = 1,
     ) -> None:
-        resolved = code or self._code or grpc.StatusCode.UNKNOWN
         super().__init__(details)
-        self.code = resolved
+        self.code = code or self._code or grpc.StatusCode.UNKNOWN
         self.details = details
         self.request_id = request_id
         self.trace_id = trace_id
-        self.metadata = metadata
+        self.initial_metadata = initial_metadata
+        self.trailing_metadata = trailing_metadata
+        self.metadata = initial_metadata + trailing_metadata if metadata is None else metadata
         self.status_details = tuple(status_details)
         self.operation_id = operation_id
+        self.hint = hint
+        self.attempts = attempts
 
     def __str__(self) -> str:
         text = f"{self.code.name}: {self.details}"
         ids = [f"request_id={self.request_id}"] if self.request_id else []
         if self.operation_id:
             ids.append(f"operation_id={self.operation_id}")
-        return f"{text} ({', '.join(ids)})" if ids else text
+        if self.attempts > 1:
+            ids.append(f"after {self.attempts} attempts")
+        if ids:
+            text += f" ({', '.join(ids)})"
+        return f"{text}; {self.hint}" if self.hint else text
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code.name}, details={self.details!r}, request_id={self.request_id!r})"
@@ -97,7 +113,14 @@ class OutOfRangeError(APIError, code=grpc.StatusCode.OUT_OF_RANGE):
 
 
 class RateLimitError(APIError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
-    """A quota or rate limit was hit (or a message was too large)."""
+    """A quota or rate limit was hit; waiting helps (retried by default)."""
+
+
+class MessageTooLargeError(APIError):
+    """A message exceeded a size limit (RESOURCE_EXHAUSTED that no wait can fix; never retried).
+
+    For a response, raise the client's limit: channel_options=[("grpc.max_receive_message_length", n)].
+    """
 
 
 class DeadlineExceededError(APIError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -154,7 +177,7 @@ def _interrupted_class(base: type[APIError]) -> type[StreamInterruptedError]:
     cls = _interrupted.get(base)
     if cls is None:
         name = "StreamInterrupted" + base.__name__
-        cls = type(name, (StreamInterruptedError, base), {"__module__": __name__})
+        cls = type(name, (StreamInterruptedError, base), {"__module__": __name__, "__qualname__": name})
         _interrupted[base] = cls
     return cls
 
@@ -165,10 +188,11 @@ def _pairs(md: Any) -> Metadata:
     return tuple((str(k), v) for k, v in md)
 
 
-def _lookup(md: Metadata, key: str) -> str | None:
-    for k, v in md:
+def find_header(md: Any, key: str) -> str | None:
+    """The first value of `key` in grpc metadata (any iterable of pairs), as text."""
+    for k, v in md or ():
         if k == key:
-            return v if isinstance(v, str) else v.decode("utf-8", "replace")
+            return v if isinstance(v, str) else bytes(v).decode("utf-8", "replace")
     return None
 
 
@@ -197,8 +221,41 @@ def _status_details(trailing: Metadata) -> list[Any]:
     return out
 
 
+# grpc core's words for a message over a size limit ("Received message larger than max (N vs. M)").
+_TOO_LARGE = ("larger than max", "message too large", "exceeds maximum")
+_UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
+_TLS_HINT = (
+    "the server's TLS certificate is not trusted: pass root_certificates=<PEM bytes of its CA> "
+    "(verification is never turned off)"
+)
+
+
+def is_too_large(code: grpc.StatusCode, details: str) -> bool:
+    return code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(s in details for s in _TOO_LARGE)
+
+
+def is_permanent(code: grpc.StatusCode, details: str) -> bool:
+    """A failure under a transient code that no retry can fix: oversized message, untrusted certificate."""
+    return is_too_large(code, details) or (code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details)
+
+
 def error_class(code: grpc.StatusCode) -> type[APIError]:
     return APIError._by_code.get(code, APIError)
+
+
+def rpc_code(exc: Any) -> grpc.StatusCode:
+    """The status code of a grpc error (sync or aio), or of one of ours."""
+    code = getattr(exc, "code", None)
+    if callable(code):
+        code = code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+def rpc_details(exc: Any) -> str:
+    details = getattr(exc, "details", None)
+    if callable(details):
+        details = details()
+    return details if isinstance(details, str) else ""
 
 
 def from_rpc_error(
@@ -206,14 +263,21 @@ def from_rpc_error(
     *,
     partial: Alternative | None = None,
     operation_id: str | None = None,
+    attempts: int = 1,
 ) -> APIError:
     """Turn any grpc error into our tree; the caller raises it `from exc`."""
-    code: grpc.StatusCode = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if hasattr(exc, "details") else None) or ""
+    code = rpc_code(exc)
+    details = rpc_details(exc)
     initial = _pairs(exc.initial_metadata() if hasattr(exc, "initial_metadata") else None)
     trailing = _pairs(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None)
     metadata = initial + trailing
-    cls = error_class(code)
+    hint = None
+    if is_too_large(code, details):
+        cls: type[APIError] = MessageTooLargeError
+    else:
+        cls = error_class(code)
+        if code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details:
+            hint = _TLS_HINT
     if partial is not None:
         cls = _interrupted_class(cls)
     try:
@@ -223,11 +287,14 @@ def from_rpc_error(
     err = cls(
         details,
         code=code,
-        request_id=_lookup(metadata, HEADER_REQUEST_ID),
-        trace_id=_lookup(metadata, HEADER_TRACE_ID),
-        metadata=metadata,
+        request_id=find_header(metadata, HEADER_REQUEST_ID),
+        trace_id=find_header(metadata, HEADER_TRACE_ID),
+        initial_metadata=initial,
+        trailing_metadata=trailing,
         status_details=status_details,
         operation_id=operation_id,
+        hint=hint,
+        attempts=attempts,
     )
     if partial is not None:
         assert isinstance(err, StreamInterruptedError)
@@ -235,13 +302,20 @@ def from_rpc_error(
     return err
 
 
-def pushback_ms(exc: grpc.RpcError | grpc.aio.AioRpcError) -> int | None:
-    """The server's grpc-retry-pushback-ms, if it sent a well-formed one."""
+def pushback_ms(exc: Any) -> int | None:
+    """The server's grpc-retry-pushback-ms: None when absent, -1 (do not retry) when malformed."""
     trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
     for k, v in trailing or ():
-        if k == "grpc-retry-pushback-ms":
+        if k == HEADER_PUSHBACK:
             try:
                 return int(v)
             except (TypeError, ValueError):
-                return None
+                return -1
     return None
+
+
+# Name the interrupted variants in this module so they print (and pickle) by a real name.
+for _base in [*APIError._by_code.values(), APIError, MessageTooLargeError]:
+    _variant = _interrupted_class(_base)
+    globals()[_variant.__name__] = _variant
+del _base, _variant

@@ -1,15 +1,21 @@
-"""Retry policy: which failures are worth another attempt, and how long to wait."""
+"""Retry policy: which failures are worth another attempt, how long to wait, and one call's attempts."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._errors import pushback_ms
+from ._errors import APIError, DeadlineExceededError, from_rpc_error, is_permanent, pushback_ms, rpc_code, rpc_details
+from ._logging import log_rpc, logger
+
+if TYPE_CHECKING:
+    from ._auth import Credentials
 
 # Looked up at call time so tests can replace them with a fake clock.
 monotonic = time.monotonic
@@ -17,17 +23,25 @@ sleep = time.sleep
 asleep = asyncio.sleep
 
 _TRANSIENT = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED})
+# UNAUTHENTICATED gets exactly one retry, after a forced credential refresh, and only for refreshable
+# credentials (see CallRetry); a policy cannot add more.
+_NEVER = frozenset({grpc.StatusCode.OK, grpc.StatusCode.UNAUTHENTICATED})
+_DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
+_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+_DEBUG = logging.DEBUG
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a call is retried.
 
-    Only transient codes are retried (UNAVAILABLE, RESOURCE_EXHAUSTED, and INTERNAL
-    while no response has reached the caller). Waits use full jitter: a uniform
-    draw from [0, min(max_backoff, initial_backoff * multiplier ** n)]. A server's
-    grpc-retry-pushback-ms replaces the draw; a negative one, or one beyond
-    `max_pushback`, stops retrying. Every attempt and wait fits in the call's deadline.
+    Only transient codes are retried (UNAVAILABLE, RESOURCE_EXHAUSTED other than an
+    oversized message, and INTERNAL while no response has arrived). Waits use full
+    jitter: a uniform draw from [0, min(max_backoff, initial_backoff * multiplier ** n)].
+    A server's grpc-retry-pushback-ms replaces the draw; a negative or malformed one, or
+    one beyond `max_pushback` seconds, stops retrying. Every attempt and wait fits in the
+    call's deadline. `attempt_timeout` bounds one unary attempt, or a stream's wait for
+    its first response; an attempt that runs out of it is retried while the deadline allows.
     """
 
     max_attempts: int = 4
@@ -41,58 +55,69 @@ class RetryPolicy:
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1 (1 means no retries)")
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError("max_attempts must be an int >= 1 (1 means no retries)")
         if self.initial_backoff < 0 or self.max_backoff < 0 or self.multiplier < 1:
             raise ValueError("backoffs must be >= 0 and multiplier >= 1")
         if self.attempt_timeout is not None and self.attempt_timeout <= 0:
             raise ValueError("attempt_timeout must be positive or None")
+        if self.max_pushback < 0:
+            raise ValueError("max_pushback must be >= 0")
+        if not all(isinstance(c, grpc.StatusCode) for c in self.retry_codes):
+            raise TypeError("retry_codes must hold grpc.StatusCode members")
+        if self.retry_codes & _NEVER:
+            raise ValueError("retry_codes cannot include OK or UNAUTHENTICATED (credentials get one refresh, no more)")
+        object.__setattr__(self, "retry_codes", frozenset(self.retry_codes))
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:
         return cls(max_attempts=1)
 
     def with_max_retries(self, max_retries: int) -> RetryPolicy:
-        if not isinstance(max_retries, int) or max_retries < 0:
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be a non-negative int, got {max_retries!r}")
-        from dataclasses import replace
-
         return replace(self, max_attempts=max_retries + 1)
 
-    def is_retryable(self, code: grpc.StatusCode, responded: bool) -> bool:
-        if responded:
-            return False
+    def is_retryable(self, code: grpc.StatusCode, responded: bool = False) -> bool:
         if code in self.retry_codes:
             return True
-        return self.retry_internal and code is grpc.StatusCode.INTERNAL
+        return self.retry_internal and not responded and code is grpc.StatusCode.INTERNAL
 
     def backoff(self, attempt: int) -> float:
         """Jittered wait before attempt number `attempt + 1` (attempt counts from 1)."""
-        cap = min(self.max_backoff, self.initial_backoff * self.multiplier ** (attempt - 1))
-        return self.rng.uniform(0.0, cap)
+        try:
+            cap = self.initial_backoff * self.multiplier ** (attempt - 1)
+        except OverflowError:
+            cap = self.max_backoff
+        return self.rng.uniform(0.0, min(cap, self.max_backoff))
 
     def next_delay(
         self,
-        exc: grpc.RpcError,
+        exc: Any,
         attempt: int,
         deadline: float | None,
         responded: bool = False,
     ) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up now."""
-        if attempt >= self.max_attempts:
+        """Seconds to wait before the next attempt, or None to give up now.
+
+        `exc` is a grpc.RpcError (or an APIError); `deadline` is on the `monotonic` clock.
+        """
+        code = rpc_code(exc)
+        if attempt >= self.max_attempts or not self.is_retryable(code, responded):
             return None
-        code = exc.code() if hasattr(exc, "code") else None
-        if code is None or not self.is_retryable(code, responded):
+        if is_permanent(code, rpc_details(exc)):
             return None
-        push = pushback_ms(exc)
-        if push is not None:
-            if push < 0 or push / 1000.0 > self.max_pushback:
-                return None
-            delay = push / 1000.0
-        else:
+        return self._wait(pushback_ms(exc.__cause__ if isinstance(exc, APIError) else exc), attempt, deadline)
+
+    def _wait(self, push: int | None, attempt: int, deadline: float | None) -> float | None:
+        if push is None:
             delay = self.backoff(attempt)
-        if deadline is not None and monotonic() + delay >= deadline:
+        elif push < 0 or push / 1000.0 > self.max_pushback:
             return None
+        else:
+            delay = push / 1000.0
+        if deadline is not None and monotonic() + delay >= deadline:
+            return None  # never sleep past the deadline, nor start an attempt with no time left
         return delay
 
     def attempt_timeout_for(self, deadline: float | None) -> float | None:
@@ -106,3 +131,134 @@ class RetryPolicy:
 
 
 DEFAULT_RETRY = RetryPolicy()
+NO_RETRIES = RetryPolicy.no_retries()
+
+
+class CallRetry:
+    """The attempts of one logical call: numbering, deadline, waits and the one credential refresh.
+
+    Both clients and both stream classes drive their loops with it, so the rules live in one
+    place. The deadline starts with the first attempt (a stream's first iteration).
+    """
+
+    __slots__ = (
+        "attempt",
+        "creds",
+        "deadline",
+        "first_response_timeout",
+        "last",
+        "limited",
+        "method",
+        "policy",
+        "refreshed",
+        "request_id",
+        "started",
+        "stream",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        timeout: float | None,
+        creds: Credentials,
+        method: str,
+        request_id: str,
+        *,
+        stream: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self.creds = creds
+        self.method = method
+        self.request_id = request_id
+        self.stream = stream
+        self.deadline: float | None = None
+        self.attempt = 0
+        self.refreshed = False
+        self.limited = False
+        self.first_response_timeout: float | None = None
+        self.started: float | None = None
+        self.last: BaseException | None = None
+
+    def start(self) -> float | None:
+        """Begin the next attempt and return the grpc timeout to give it.
+
+        Raises DeadlineExceededError when the call's deadline has already passed (a slow
+        token refresh, or a wait that overslept), instead of starting a doomed attempt.
+        """
+        self.attempt += 1
+        self.started = time.perf_counter() if logger.isEnabledFor(_DEBUG) else None
+        per_attempt = self.policy.attempt_timeout
+        if self.timeout is None:
+            left = None
+        else:
+            if self.deadline is None:
+                self.deadline = monotonic() + self.timeout
+            left = self.deadline - monotonic()
+            if left <= 0:
+                err = DeadlineExceededError(
+                    f"the call's deadline ({self.timeout:g}s) passed before attempt {self.attempt} could start",
+                    attempts=self.attempt - 1,
+                )
+                err.__cause__ = self.last
+                raise err
+        self.limited = per_attempt is not None and (left is None or per_attempt < left)
+        if self.stream:
+            # A stream's attempt ends with its first response; after that only the deadline applies.
+            self.first_response_timeout = per_attempt if self.limited else None
+            return left
+        return per_attempt if self.limited else left
+
+    def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
+        """Seconds to wait before the next attempt (0: at once), or None to give up.
+
+        `rejected` is the authorization value the failed attempt sent; `timed_out` says the
+        attempt ran out of the policy's attempt_timeout (for a stream: no first response).
+        """
+        self.last = exc
+        code = _DEADLINE if timed_out else rpc_code(exc)
+        if code is _UNAUTHENTICATED:
+            if self.refreshed or not self.creds.refreshable:
+                return None
+            self.refreshed = True
+            self.creds.invalidate(rejected)
+            logger.info("%s: credentials refused, refreshing them for one more attempt", self.method)
+            return 0.0
+        policy = self.policy
+        used = self.attempt - self.refreshed  # the forced refresh does not use up the retry budget
+        if code is _DEADLINE and self.limited:
+            delay = None if used >= policy.max_attempts else policy._wait(None, used, self.deadline)
+        else:
+            delay = policy.next_delay(exc, used, self.deadline, responded)
+        if delay is not None:
+            logger.info(
+                "%s failed with %s (attempt %d of %d, client_request_id=%s); retrying in %.3fs",
+                self.method,
+                code.name,
+                used,
+                policy.max_attempts,
+                self.request_id,
+                delay,
+            )
+        return delay
+
+    def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
+        """The error to raise (`from exc`) for an attempt the call will not retry."""
+        if timed_out:
+            err: APIError = DeadlineExceededError(
+                f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
+                attempts=self.attempt,
+            )
+            return err
+        return from_rpc_error(exc, partial=partial, attempts=self.attempt)
+
+    def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
+        """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
+        if self.started is not None:
+            log_rpc(self.method, code, self.started, self.attempt, self.request_id, md=md)
+
+    def failed(self, exc: Any) -> None:
+        if self.started is not None:
+            md = (*(exc.initial_metadata() or ()), *(exc.trailing_metadata() or ()))
+            log_rpc(self.method, rpc_code(exc), self.started, self.attempt, self.request_id, md=md)

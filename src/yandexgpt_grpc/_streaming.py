@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import threading
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -12,14 +13,14 @@ import grpc
 from . import _retry
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
-from ._errors import IncompleteStreamError, from_rpc_error
-from ._logging import logger
+from ._errors import IncompleteStreamError, find_header, from_rpc_error
 from ._types import Alternative, CompletionResult, Usage
 
 if TYPE_CHECKING:
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
+    from ._retry import CallRetry
 
 
 class TextReset(str):
@@ -32,13 +33,6 @@ class TextReset(str):
     __slots__ = ()
 
 
-def find_header(md: Any, key: str) -> str | None:
-    for k, v in md or ():
-        if k == key:
-            return v if isinstance(v, str) else bytes(v).decode("utf-8", "replace")
-    return None
-
-
 class _StreamState:
     """Bookkeeping shared by the sync and async streams (texts per index, the end)."""
 
@@ -47,15 +41,20 @@ class _StreamState:
         "_closed",
         "_done",
         "_final",
+        "_initial",
         "_last",
         "_last_alt",
         "_pending",
+        "_retry",
         "_texts",
         "request_id",
         "trace_id",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, retry: CallRetry) -> None:
+        self._retry = retry
+        self._call: Any = None
+        self._initial: tuple[tuple[str, str | bytes], ...] = ()
         self._texts: dict[int, str] = {}
         self._pending: deque[Alternative] = deque()
         self._last: tg_pb2.CompletionResponse | None = None
@@ -90,9 +89,10 @@ class _StreamState:
     def _partial(self) -> Alternative | None:
         return self._last_alt.get(0) if self._last_alt else None
 
-    def _end(self) -> None:
+    def _end(self, trailing: Any) -> None:
         """The server closed the stream with OK: keep the result or report it incomplete."""
         self._done = True
+        self._retry.finished(grpc.StatusCode.OK, self._initial)
         last = self._last
         alts = tuple(self._last_alt[i] for i in sorted(self._last_alt))
         if last is None or not alts or not all(a.is_final for a in alts):
@@ -100,12 +100,35 @@ class _StreamState:
                 "the stream ended without a final alternative; the text may be cut short",
                 partial=self._partial(),
                 request_id=self.request_id,
-            )
-        self._final = result_of(last, alts, self.request_id, self.trace_id)
+            ) from None
+        self._final = result_of(
+            last, alts, self.request_id, self.trace_id, initial=self._initial, trailing=tuple(trailing or ())
+        )
 
     def _headers(self, md: Any) -> None:
+        self._initial = md = tuple(md or ())
         self.request_id = find_header(md, HEADER_REQUEST_ID)
         self.trace_id = find_header(md, HEADER_TRACE_ID)
+
+    def _interrupted(self, exc: Any) -> Exception:
+        """The error for a failure after the first response: never retried, it keeps the partial."""
+        self._done = True
+        self._retry.failed(exc)
+        return from_rpc_error(exc, partial=self._partial(), attempts=self._retry.attempt)
+
+    def _cancel(self) -> None:
+        """Cancel a running RPC (close(), the end of a with block, a cancelled task)."""
+        self._closed = True
+        call = self._call
+        if call is not None and not self._done:
+            self._done = True
+            call.cancel()
+            self._retry.finished(grpc.StatusCode.CANCELLED, self._initial)
+
+    @property
+    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        """The server's initial metadata once the first response arrived (`-bin` values are bytes)."""
+        return self._initial
 
     @property
     def final(self) -> CompletionResult | None:
@@ -126,7 +149,36 @@ class _StreamState:
         return self._last.model_version if self._last is not None else None
 
 
-StartSync = Callable[[int], Any]
+StartSync = Callable[[], "tuple[Any, str]"]  # starts one attempt: (grpc call, authorization it sent)
+
+
+class _FirstResponseTimer:
+    """Cancels an attempt that has not produced its first response in time (policy.attempt_timeout)."""
+
+    __slots__ = ("_lock", "_state", "_timer")
+
+    def __init__(self, seconds: float, call: Any) -> None:
+        self._lock = threading.Lock()
+        self._state = 0  # 0 waiting, 1 stopped in time, 2 fired
+
+        def fire() -> None:
+            with self._lock:
+                if self._state:
+                    return
+                self._state = 2
+            call.cancel()
+
+        self._timer = threading.Timer(seconds, fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> bool:
+        """Stop the timer; False when it had already fired (the attempt is cancelled)."""
+        with self._lock:
+            if not self._state:
+                self._state = 1
+        self._timer.cancel()
+        return self._state == 1
 
 
 class CompletionStream(_StreamState):
@@ -134,24 +186,15 @@ class CompletionStream(_StreamState):
 
     The RPC starts on the first iteration; until a response has reached you,
     transient failures are retried, after that never (you would see text twice).
-    Leaving a `for` loop, `close()` or the `with` block's end cancels the RPC.
+    Leaving a `for` loop over `client.stream(...)`, `close()`, the `with` block's end
+    or garbage collection cancels the RPC.
     """
 
-    __slots__ = ("_deadline", "_on_auth_failure", "_policy", "_start")
+    __slots__ = ("_start",)
 
-    def __init__(
-        self,
-        start: StartSync,
-        policy: _retry.RetryPolicy,
-        deadline: float | None,
-        on_auth_failure: Callable[[], bool],
-    ) -> None:
-        super().__init__()
-        self._call: Any = None
+    def __init__(self, start: StartSync, retry: CallRetry) -> None:
+        super().__init__(retry)
         self._start = start
-        self._policy = policy
-        self._deadline = deadline
-        self._on_auth_failure = on_auth_failure
 
     def __iter__(self) -> CompletionStream:
         return self
@@ -169,56 +212,65 @@ class CompletionStream(_StreamState):
                 try:
                     resp = next(call)
                 except StopIteration:
-                    self._end()
+                    self._end(call.trailing_metadata())
                     raise
                 except grpc.RpcError as exc:
-                    self._done = True
-                    raise from_rpc_error(exc, partial=self._partial()) from exc
+                    if self._closed:  # close() from another thread
+                        raise StopIteration from None
+                    raise self._interrupted(exc) from exc
             alt = self._consume(resp)
             if alt is not None:
                 return alt
 
     def _open(self) -> tg_pb2.CompletionResponse:
         """Start the call and read its first response, retrying while nothing was received."""
-        attempt = 0
+        retry = self._retry
         while True:
-            attempt += 1
-            call = self._start(attempt)
+            try:
+                call, auth = self._start()
+            except BaseException:
+                self._done = True
+                raise
             self._call = call
+            limit = retry.first_response_timeout
+            timer = None if limit is None else _FirstResponseTimer(limit, call)
             try:
                 resp: tg_pb2.CompletionResponse = next(call)
             except StopIteration:
+                if timer is not None:
+                    timer.stop()
                 self._headers(call.initial_metadata())
-                self._end()
+                self._end(call.trailing_metadata())
                 raise
             except grpc.RpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAUTHENTICATED and self._on_auth_failure():
-                    attempt -= 1
-                    continue
-                delay = self._policy.next_delay(exc, attempt, self._deadline)
+                timed_out = timer is not None and not timer.stop()
+                retry.failed(exc)
+                if self._closed:
+                    self._done = True
+                    raise StopIteration from None
+                delay = retry.delay(exc, auth, timed_out=timed_out)
                 if delay is None:
                     self._done = True
-                    raise from_rpc_error(exc) from exc
-                if logger.isEnabledFor(logging.INFO):
-                    logger.info(
-                        "retrying Completion stream after %s (attempt %d, waiting %.3fs)",
-                        exc.code().name,
-                        attempt,
-                        delay,
-                    )
+                    raise retry.failure(exc, timed_out=timed_out) from exc
+            else:
+                if timer is None or timer.stop():
+                    self._headers(call.initial_metadata())
+                    return resp
+                # The timer fired as the response arrived: the call is cancelled, nothing was yielded.
+                retry.finished(grpc.StatusCode.DEADLINE_EXCEEDED)
+                delay = retry.delay(None, auth, timed_out=True)
+                if delay is None:
+                    self._done = True
+                    raise retry.failure(None, timed_out=True)
+            if delay:
                 _retry.sleep(delay)
-                continue
-            self._headers(call.initial_metadata())
-            return resp
+            if self._closed:
+                raise StopIteration
 
     def close(self) -> None:
         """Cancel the RPC if it is still running; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        call = self._call
-        if call is not None and not self._done:
-            call.cancel()
+        if not self._closed:
+            self._cancel()
 
     def __enter__(self) -> CompletionStream:
         return self
@@ -227,8 +279,9 @@ class CompletionStream(_StreamState):
         self.close()
 
     def __del__(self) -> None:
+        # Abandoned without close(): cancel quietly (no logging; this may run at interpreter exit).
         try:
-            if not self._closed and not self._done and self._call is not None:
+            if not self._done and self._call is not None:
                 self._call.cancel()
         except Exception:
             pass
@@ -249,27 +302,20 @@ class CompletionStream(_StreamState):
                 yield TextReset(alt.delta) if alt.replaced else alt.delta
 
 
-StartAsync = Callable[[int], Any]
+StartAsync = Callable[[], Awaitable["tuple[Any, str]"]]
 
 
 class AsyncCompletionStream(_StreamState):
-    """The asyncio twin of CompletionStream: `async for`, `async with`, `aclose()`."""
+    """The asyncio twin of CompletionStream: `async for`, `async with`, `aclose()`.
 
-    __slots__ = ("_deadline", "_on_auth_failure", "_policy", "_start")
+    Cancelling the task that iterates it cancels the RPC too.
+    """
 
-    def __init__(
-        self,
-        start: StartAsync,
-        policy: _retry.RetryPolicy,
-        deadline: float | None,
-        on_auth_failure: Callable[[], Awaitable[bool]],
-    ) -> None:
-        super().__init__()
-        self._call: Any = None
+    __slots__ = ("_start",)
+
+    def __init__(self, start: StartAsync, retry: CallRetry) -> None:
+        super().__init__(retry)
         self._start = start
-        self._policy = policy
-        self._deadline = deadline
-        self._on_auth_failure = on_auth_failure
 
     def __aiter__(self) -> AsyncCompletionStream:
         return self
@@ -283,63 +329,74 @@ class AsyncCompletionStream(_StreamState):
             call = self._call
             if call is None:
                 resp = await self._open()
+                if resp is None:
+                    raise StopAsyncIteration
             else:
                 try:
                     resp = await call.read()
                 except grpc.aio.AioRpcError as exc:
-                    self._done = True
-                    raise from_rpc_error(exc, partial=self._partial()) from exc
+                    raise self._interrupted(exc) from exc
+                except asyncio.CancelledError:
+                    if self._closed:  # aclose() from another task
+                        raise StopAsyncIteration from None
+                    self._cancel()
+                    raise
                 if resp is grpc.aio.EOF:
-                    self._end()
+                    self._end(await call.trailing_metadata())
                     raise StopAsyncIteration
-            if resp is None:
-                raise StopAsyncIteration
             alt = self._consume(resp)
             if alt is not None:
                 return alt
 
     async def _open(self) -> tg_pb2.CompletionResponse | None:
-        attempt = 0
+        """Start the call and read its first response, retrying while nothing was received."""
+        retry = self._retry
         while True:
-            attempt += 1
-            call = await self._start(attempt)
-            self._call = call
             try:
-                resp = await call.read()
+                call, auth = await self._start()
+            except BaseException:
+                self._done = True
+                raise
+            self._call = call
+            limit = retry.first_response_timeout
+            try:
+                resp = await (call.read() if limit is None else asyncio.wait_for(call.read(), limit))
+                self._headers(await call.initial_metadata())
             except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAUTHENTICATED and await self._on_auth_failure():
-                    attempt -= 1
-                    continue
-                delay = self._policy.next_delay(exc, attempt, self._deadline)
+                retry.failed(exc)
+                delay = retry.delay(exc, auth)
                 if delay is None:
                     self._done = True
-                    raise from_rpc_error(exc) from exc
-                if logger.isEnabledFor(logging.INFO):
-                    logger.info(
-                        "retrying Completion stream after %s (attempt %d, waiting %.3fs)",
-                        exc.code().name,
-                        attempt,
-                        delay,
-                    )
+                    raise retry.failure(exc) from exc
+            except asyncio.TimeoutError:  # no first response within the attempt timeout
+                call.cancel()
+                retry.finished(grpc.StatusCode.DEADLINE_EXCEEDED)
+                delay = retry.delay(None, auth, timed_out=True)
+                if delay is None:
+                    self._done = True
+                    raise retry.failure(None, timed_out=True) from None
+            except asyncio.CancelledError:
+                if self._closed:
+                    return None
+                self._cancel()
+                raise
+            else:
+                if resp is grpc.aio.EOF:
+                    self._end(await call.trailing_metadata())
+                    return None
+                return resp  # type: ignore[no-any-return]
+            if delay:
                 await _retry.asleep(delay)
-                continue
-            self._headers(await call.initial_metadata())
-            if resp is grpc.aio.EOF:
-                self._end()
+            if self._closed:
                 return None
-            return resp  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Cancel the RPC if it is still running; safe to call twice."""
         self.close()
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        call = self._call
-        if call is not None and not self._done:
-            call.cancel()
+        if not self._closed:
+            self._cancel()
 
     async def __aenter__(self) -> AsyncCompletionStream:
         return self
@@ -349,7 +406,7 @@ class AsyncCompletionStream(_StreamState):
 
     def __del__(self) -> None:
         try:
-            if not self._closed and not self._done and self._call is not None:
+            if not self._done and self._call is not None:
                 self._call.cancel()
         except Exception:
             pass

@@ -149,7 +149,10 @@ class Alternative:
 
 @dataclass(frozen=True)
 class CompletionResult:
-    """The outcome of a completion; `raw` is the last CompletionResponse for power users."""
+    """The outcome of a completion; `raw` is the last CompletionResponse for power users.
+
+    `initial_metadata` / `trailing_metadata` are the server's (key, value) pairs; `-bin` values are bytes.
+    """
 
     alternatives: tuple[Alternative, ...]
     usage: Usage
@@ -157,6 +160,8 @@ class CompletionResult:
     request_id: str | None = None
     trace_id: str | None = None
     raw: _PbMessage | None = field(default=None, repr=False, compare=False)
+    initial_metadata: tuple[tuple[str, str | bytes], ...] = field(default=(), repr=False, compare=False)
+    trailing_metadata: tuple[tuple[str, str | bytes], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def alternative(self) -> Alternative:
