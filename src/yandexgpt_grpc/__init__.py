@@ -18,6 +18,7 @@ from ._errors import (
     IncompleteStreamError,
     InternalServerError,
     InvalidArgumentError,
+    MessageTooLargeError,
     NotFoundError,
     OutOfRangeError,
     PermissionDeniedError,
@@ -28,6 +29,7 @@ from ._errors import (
     UnknownError,
     YandexGPTError,
 )
+from ._logging import RedactingFilter
 from ._retry import RetryPolicy
 from ._types import (
     NOT_GIVEN,
@@ -120,6 +122,7 @@ __all__ = [
     "InternalServerError",
     "InvalidArgumentError",
     "Message",
+    "MessageTooLargeError",
     "MetadataService",
     "NotFoundError",
     "Operation",
@@ -127,6 +130,7 @@ __all__ = [
     "OutOfRangeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RedactingFilter",
     "RetryPolicy",
     "ServiceAccountKey",
     "StreamInterruptedError",
