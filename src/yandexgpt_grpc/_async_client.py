@@ -17,14 +17,16 @@ from ._base import (
     new_request_id,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import MessagesInput, unary_result
+from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
 from ._errors import IncompleteStreamError, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
+from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
+from ._operations import AsyncOperation, acall_unary, open_channel, tokens_result
 from ._retry import CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
-from ._types import NOT_GIVEN, CompletionResult, NotGiven
+from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -79,6 +81,9 @@ class AsyncClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._completion: Any = None
         self._closed = False
+        # Stubs for the async, tokenizer and operation services, made on first use in the loop.
+        self._stubs: dict[Any, Any] = {}
+        self._op_channel: grpc.aio.Channel | None = None
 
     def __repr__(self) -> str:
         return self._config.describe(type(self).__name__)
@@ -206,6 +211,103 @@ class AsyncClient:
 
         return AsyncCompletionStream(start, tries)
 
+    async def submit(
+        self,
+        model: str,
+        messages: MessagesInput,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[GenerationOptions],
+    ) -> AsyncOperation:
+        """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
+        cfg = self._config
+        request = cfg.prepare(model, messages, options, stream=False)
+        pb, initial = await acall_unary(
+            cfg,
+            lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion,
+            request,
+            name="TextGenerationAsyncService.Completion",
+            timeout=timeout,
+            metadata=metadata,
+            retry=retry,
+            authorize=self._config.credentials.aauthorization,
+        )
+        return AsyncOperation(pb.id, cfg, self._operations, cfg.credentials.aauthorization, pb=pb, initial=initial)
+
+    def operation(self, operation_id: str) -> AsyncOperation:
+        """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
+        if self._closed:
+            raise RuntimeError("this AsyncClient is closed")
+        return AsyncOperation(operation_id, self._config, self._operations, self._config.credentials.aauthorization)
+
+    async def tokenize(
+        self,
+        model: str,
+        text: str,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+    ) -> TokenizeResult:
+        """The model's tokens of `text`."""
+        request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
+        resp, initial = await acall_unary(
+            self._config,
+            lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize,
+            request,
+            name="TokenizerService.Tokenize",
+            timeout=timeout,
+            metadata=metadata,
+            retry=retry,
+            authorize=self._config.credentials.aauthorization,
+        )
+        return tokens_result(resp, initial)
+
+    async def tokenize_messages(
+        self,
+        model: str,
+        messages: MessagesInput,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[GenerationOptions],
+    ) -> TokenizeResult:
+        """The tokens of a whole request (messages, tools, options): what its input costs."""
+        request = self._config.prepare(model, messages, options, stream=False)
+        resp, initial = await acall_unary(
+            self._config,
+            lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion,
+            request,
+            name="TokenizerService.TokenizeCompletion",
+            timeout=timeout,
+            metadata=metadata,
+            retry=retry,
+            authorize=self._config.credentials.aauthorization,
+        )
+        return tokens_result(resp, initial)
+
+    def _stub(self, factory: Any) -> Any:
+        self._ensure_channel()
+        stub = self._stubs.get(factory)
+        if stub is None:
+            stub = self._stubs[factory] = factory(self._channel)
+        return stub
+
+    def _operations(self) -> Any:
+        """The OperationService stub: on the main channel when operation_endpoint is the endpoint."""
+        self._ensure_channel()
+        stub = self._stubs.get(op_grpc.OperationServiceStub)
+        if stub is None:
+            cfg = self._config
+            channel = self._channel
+            if cfg.operation_endpoint != cfg.endpoint:
+                channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=True)
+            stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
+        return stub
+
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""
         if self._closed:
@@ -213,6 +315,8 @@ class AsyncClient:
         self._closed = True
         if self._channel is not None:
             await self._channel.close()
+        if self._op_channel is not None:
+            await self._op_channel.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self

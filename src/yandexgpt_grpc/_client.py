@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -17,14 +18,16 @@ from ._base import (
     new_request_id,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import MessagesInput, unary_result
+from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
 from ._errors import IncompleteStreamError, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
+from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
+from ._operations import Operation, call_unary, open_channel, tokens_result
 from ._retry import CallRetry, RetryPolicy
 from ._streaming import CompletionStream
-from ._types import NOT_GIVEN, CompletionResult, NotGiven
+from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -108,6 +111,10 @@ class Client:
         self._completion = tg_grpc.TextGenerationServiceStub(self._channel).Completion
         self._closed = False
         self._loop_bound_credentials = loop_bound_credentials(cfg.credentials)
+        # Stubs for the async, tokenizer and operation services, made on first use.
+        self._stubs: dict[Any, Any] = {}
+        self._op_channel: grpc.Channel | None = None
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return self._config.describe(type(self).__name__)
@@ -216,11 +223,121 @@ class Client:
 
         return CompletionStream(start, tries)
 
+    def submit(
+        self,
+        model: str,
+        messages: MessagesInput,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[GenerationOptions],
+    ) -> Operation:
+        """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
+        self._check_open()
+        cfg = self._config
+        request = cfg.prepare(model, messages, options, stream=False)
+        pb, initial = call_unary(
+            cfg,
+            lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion,
+            request,
+            name="TextGenerationAsyncService.Completion",
+            timeout=timeout,
+            metadata=metadata,
+            retry=retry,
+            authorize=self._authorization,
+        )
+        return Operation(pb.id, cfg, self._operations, self._authorization, pb=pb, initial=initial)
+
+    def operation(self, operation_id: str) -> Operation:
+        """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
+        self._check_open()
+        return Operation(operation_id, self._config, self._operations, self._authorization)
+
+    def tokenize(
+        self,
+        model: str,
+        text: str,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+    ) -> TokenizeResult:
+        """The model's tokens of `text`."""
+        self._check_open()
+        request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
+        resp, initial = call_unary(
+            self._config,
+            lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize,
+            request,
+            name="TokenizerService.Tokenize",
+            timeout=timeout,
+            metadata=metadata,
+            retry=retry,
+            authorize=self._authorization,
+        )
+        return tokens_result(resp, initial)
+
+    def tokenize_messages(
+        self,
+        model: str,
+        messages: MessagesInput,
+        *,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        **options: Unpack[GenerationOptions],
+    ) -> TokenizeResult:
+        """The tokens of a whole request (messages, tools, options): what its input costs."""
+        self._check_open()
+        request = self._config.prepare(model, messages, options, stream=False)
+        resp, initial = call_unary(
+            self._config,
+            lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion,
+            request,
+            name="TokenizerService.TokenizeCompletion",
+            timeout=timeout,
+            metadata=metadata,
+            retry=retry,
+            authorize=self._authorization,
+        )
+        return tokens_result(resp, initial)
+
+    def _stub(self, factory: Any) -> Any:
+        self._check_open()
+        stub = self._stubs.get(factory)
+        if stub is None:
+            with self._lock:
+                self._check_open()
+                stub = self._stubs.get(factory)
+                if stub is None:
+                    stub = self._stubs[factory] = factory(self._channel)
+        return stub
+
+    def _operations(self) -> Any:
+        """The OperationService stub: on the main channel when operation_endpoint is the endpoint."""
+        self._check_open()
+        stub = self._stubs.get(op_grpc.OperationServiceStub)
+        if stub is None:
+            with self._lock:
+                self._check_open()
+                stub = self._stubs.get(op_grpc.OperationServiceStub)
+                if stub is None:
+                    cfg = self._config
+                    channel = self._channel
+                    if cfg.operation_endpoint != cfg.endpoint:
+                        channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=False)
+                    stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
+        return stub
+
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""
         if not self._closed:
-            self._closed = True
+            with self._lock:
+                self._closed = True
             self._channel.close()
+            if self._op_channel is not None:
+                self._op_channel.close()
 
     def __enter__(self) -> Client:
         return self

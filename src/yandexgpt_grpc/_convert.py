@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypedDict
 
 from google.protobuf import json_format
@@ -12,6 +12,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as 
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
+from ._tools import FunctionTool, as_tool, schema_of
 from ._types import (
     _STATUSES,
     ROLES,
@@ -19,6 +20,8 @@ from ._types import (
     AlternativeStatus,
     CompletionResult,
     Message,
+    Token,
+    TokenizeResult,
     ToolCall,
     Usage,
 )
@@ -32,15 +35,46 @@ _REASONING = {
 }
 
 
+_TOOL_CHOICE_MODES = {
+    "none": common_pb2.ToolChoice.NONE,
+    "auto": common_pb2.ToolChoice.AUTO,
+    "required": common_pb2.ToolChoice.REQUIRED,
+}
+_JSON_FORMATS = frozenset({"json", "json_object"})
+# The request's oneof, in snake_case or as the REST API spells it.
+_FORMAT_KEYS = {
+    "json_object": "json_object",
+    "jsonObject": "json_object",
+    "json_schema": "json_schema",
+    "jsonSchema": "json_schema",
+}
+
+ToolInput = FunctionTool | Callable[..., Any] | Mapping[str, Any]
+ResponseFormat = str | Mapping[str, Any] | type
+
+
 class GenerationOptions(TypedDict, total=False):
-    """Sampling and output options shared by complete(), stream() and friends."""
+    """Sampling and output options shared by complete(), stream(), submit() and tokenize_messages().
+
+    tools: FunctionTool objects, typed functions (schema from signature and docstring) or
+    dicts with name/description/parameters/strict. tool_choice: "none", "auto", "required"
+    or the name of one of the tools. response_format: "json" (any JSON object), a JSON-schema
+    dict, or a pydantic model class. reasoning_mode: "disabled" or "enabled_hidden".
+    """
 
     temperature: float | None
     max_tokens: int | None
     reasoning_mode: str | None
+    tools: Sequence[ToolInput] | None
+    tool_choice: str | FunctionTool | None
+    parallel_tool_calls: bool | None
+    response_format: ResponseFormat | None
 
 
 _OPTION_NAMES = frozenset(GenerationOptions.__annotations__)
+# Options that need more than a field assignment; the common call has none of them.
+_RICH_OPTIONS = frozenset({"tools", "tool_choice", "parallel_tool_calls", "response_format"})
+_PLAIN_OPTIONS = _OPTION_NAMES - _RICH_OPTIONS
 
 
 def model_uri(model: str, folder_id: str | None) -> str:
@@ -132,7 +166,10 @@ def build_request(
     uri: str, messages: Sequence[Message], options: Mapping[str, Any], stream: bool
 ) -> tg_pb2.CompletionRequest:
     """Validate options and build a CompletionRequest; raises before any I/O."""
-    check_options(options)
+    # dict_keys <= frozenset allocates nothing: the plain call pays no more than before.
+    rich = not options.keys() <= _PLAIN_OPTIONS
+    if rich:
+        check_options(options)
     req = tg_pb2.CompletionRequest(model_uri=uri)
     opts = req.completion_options
     opts.stream = stream
@@ -156,10 +193,98 @@ def build_request(
         if key not in _REASONING:
             raise ValueError(f"reasoning_mode must be one of {', '.join(map(repr, _REASONING))}, got {mode!r}")
         opts.reasoning_options.mode = _REASONING[key]
+    if rich:
+        _set_tools_and_format(req, options)
     add = req.messages.add
     for msg in messages:
         _set_message(add(), msg)
     return req
+
+
+def _set_tools_and_format(req: tg_pb2.CompletionRequest, options: Mapping[str, Any]) -> None:
+    tools = options.get("tools")
+    names: list[str] = []
+    if tools is not None:
+        if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Iterable):
+            raise TypeError(f"tools must be a list of tools, got {type(tools).__name__}")
+        for i, item in enumerate(tools):
+            tool = as_tool(item, f"tools[{i}]")
+            if tool.name in names:
+                raise ValueError(f"tools[{i}]: another tool is already named {tool.name!r}")
+            names.append(tool.name)
+            fn = req.tools.add().function
+            fn.name = tool.name
+            fn.description = tool.description
+            fn.parameters.update(tool.parameters)
+            fn.strict = tool.strict
+    choice = options.get("tool_choice")
+    if choice is not None:
+        _set_tool_choice(req, choice, names)
+    parallel = options.get("parallel_tool_calls")
+    if parallel is not None:
+        if not isinstance(parallel, bool):
+            raise TypeError(f"parallel_tool_calls must be a bool, got {type(parallel).__name__}")
+        req.parallel_tool_calls.value = parallel
+    fmt = options.get("response_format")
+    if fmt is not None:
+        _set_response_format(req, fmt)
+
+
+def _set_tool_choice(req: tg_pb2.CompletionRequest, choice: Any, names: Sequence[str]) -> None:
+    if isinstance(choice, FunctionTool):
+        choice = choice.name
+    elif callable(choice) and not isinstance(choice, str):
+        choice = getattr(choice, "__name__", choice)
+    if not isinstance(choice, str):
+        raise TypeError(f"tool_choice must be 'none', 'auto', 'required' or a tool name, got {type(choice).__name__}")
+    mode = _TOOL_CHOICE_MODES.get(choice.lower())
+    if mode is not None:
+        if mode == common_pb2.ToolChoice.REQUIRED and not names:
+            raise ValueError("tool_choice='required' needs tools: pass tools=[...]")
+        req.tool_choice.mode = mode
+        return
+    if choice in names:
+        req.tool_choice.function_name = choice
+        return
+    if not names:
+        raise ValueError(
+            f"unknown tool_choice {choice!r}: use 'none', 'auto', 'required' or the name of a tool passed in tools="
+        )
+    raise ValueError(
+        f"tool_choice {choice!r} names no declared tool; declared: {', '.join(map(repr, names))} "
+        "(or use 'none', 'auto', 'required')"
+    )
+
+
+def _set_response_format(req: tg_pb2.CompletionRequest, fmt: Any) -> None:
+    if isinstance(fmt, str):
+        key = fmt.lower()
+        if key in _JSON_FORMATS:
+            req.json_object = True
+        elif key != "text":
+            raise ValueError(
+                f"unknown response_format {fmt!r}: use 'json', a JSON-schema dict or a pydantic model class"
+            )
+        return
+    if isinstance(fmt, Mapping) and any(k in _FORMAT_KEYS for k in fmt):
+        given = {_FORMAT_KEYS[k]: v for k, v in fmt.items() if k in _FORMAT_KEYS}
+        if len(given) != len(fmt):
+            raise ValueError(
+                f"response_format: unexpected keys {sorted(k for k in fmt if k not in _FORMAT_KEYS)} "
+                "beside json_object/json_schema"
+            )
+        if "json_object" in given and "json_schema" in given:
+            raise ValueError("response_format: json_object and json_schema exclude each other; give one")
+        if "json_object" in given:
+            if not isinstance(given["json_object"], bool):
+                raise TypeError("response_format: json_object must be a bool")
+            if given["json_object"]:
+                req.json_object = True
+            return
+        fmt = given["json_schema"]
+        if isinstance(fmt, Mapping) and set(fmt) == {"schema"}:
+            fmt = fmt["schema"]
+    req.json_schema.schema.update(schema_of(fmt, "response_format"))
 
 
 def usage_of(pb: common_pb2.ContentUsage) -> Usage:
@@ -173,10 +298,21 @@ def usage_of(pb: common_pb2.ContentUsage) -> Usage:
 
 def tool_calls_of(msg: common_pb2.Message) -> tuple[ToolCall, ...]:
     return tuple(
-        ToolCall(tc.function_call.name, json_format.MessageToDict(tc.function_call.arguments))
+        ToolCall(tc.function_call.name, _whole_numbers(json_format.MessageToDict(tc.function_call.arguments)))
         for tc in msg.tool_call_list.tool_calls
         if tc.HasField("function_call")
     )
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct keeps every number as a double; give whole ones back as int, as JSON parsing would."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) <= 2**53 else value
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
 
 
 def status_of(value: int) -> AlternativeStatus:
@@ -221,3 +357,24 @@ def unary_result(
 ) -> CompletionResult:
     alts = tuple(alternative_of(a, i, "") for i, a in enumerate(resp.alternatives))
     return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)
+
+
+def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    return tg_pb2.TokenizeRequest(model_uri=uri, text=text)
+
+
+def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: str | None) -> TokenizeResult:
+    tokens = tuple(Token(t.id, t.text, t.special) for t in resp.tokens)
+    return TokenizeResult(tokens, resp.model_version, request_id, trace_id, resp)
+
+
+def operation_response(op: Any) -> tg_pb2.CompletionResponse | None:
+    """The CompletionResponse packed in a done Operation, or None when it carries none."""
+    if op.WhichOneof("result") != "response":
+        return None
+    resp = tg_pb2.CompletionResponse()
+    if not op.response.Unpack(resp):
+        raise TypeError(f"operation {op.id} holds a {op.response.TypeName()}, not a CompletionResponse")
+    return resp

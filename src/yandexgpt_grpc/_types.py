@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -146,6 +146,11 @@ class Alternative:
     def is_final(self) -> bool:
         return self.status >= 2
 
+    @property
+    def message(self) -> Message:
+        """This answer as an assistant turn, to append to the conversation (keeps tool calls)."""
+        return Message("assistant", self.text, tool_calls=self.tool_calls)
+
 
 @dataclass(frozen=True)
 class CompletionResult:
@@ -182,6 +187,11 @@ class CompletionResult:
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return self.alternative.tool_calls
 
+    @property
+    def message(self) -> Message:
+        """The first alternative as an assistant turn, e.g. before sending tool results back."""
+        return self.alternative.message
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape the REST API documents (camelCase, int64 as strings)."""
         if self.raw is None:
@@ -199,3 +209,33 @@ class CompletionResult:
             raise ValueError(
                 f"the completion text is not valid JSON ({exc.msg} at position {exc.pos}): {preview!r}"
             ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One token as the model's tokenizer cut it; `special` marks control tokens."""
+
+    id: int
+    text: str
+    special: bool = False
+
+
+@dataclass(frozen=True)
+class TokenizeResult:
+    """Tokens of a text or of a whole request; `len(result)` and `result.count` give how many."""
+
+    tokens: tuple[Token, ...]
+    model_version: str
+    request_id: str | None = None
+    trace_id: str | None = None
+    raw: _PbMessage | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.tokens)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __iter__(self) -> Iterator[Token]:
+        return iter(self.tokens)
