@@ -12,6 +12,7 @@ from yandexgpt_grpc.testing import Emulator, OperationScript, Reply
 
 from .conftest import Harness
 from .test_operations import op_call
+from .test_tools import rejected_before_io
 
 MODEL = "yandexgpt-lite"
 PERSON = {
@@ -139,12 +140,4 @@ async def test_reasoning_tokens_in_a_stream(harness: Harness) -> None:
 async def test_bad_format_rejected_before_io(
     harness: Harness, emu: Emulator, options: dict[str, Any], error: type, match: str
 ) -> None:
-    with pytest.raises(error, match=match):
-        await harness.complete(MODEL, "hi", **options)
-    with pytest.raises(error, match=match):
-        harness.stream(MODEL, "hi", **options)
-    with pytest.raises(error, match=match):
-        await harness.call("submit", MODEL, "hi", **options)
-    with pytest.raises(error, match=match):
-        await harness.call("tokenize_messages", MODEL, "hi", **options)
-    assert emu.calls == []
+    await rejected_before_io(harness, emu, options, error, match)

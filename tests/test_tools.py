@@ -313,6 +313,19 @@ async def test_required_calls_the_first_tool_when_streaming(harness: Harness) ->
 # -- validation before any I/O -------------------------------------------------------------------
 
 
+async def rejected_before_io(harness: Harness, emu: Emulator, options: dict[str, Any], error: type, match: str) -> None:
+    """Every method that takes generation options refuses `options` before sending anything."""
+    with pytest.raises(error, match=match):
+        await harness.complete(MODEL, "hi", **options)
+    with pytest.raises(error, match=match):
+        harness.stream(MODEL, "hi", **options)
+    with pytest.raises(error, match=match):
+        await harness.call("submit", MODEL, "hi", **options)
+    with pytest.raises(error, match=match):
+        await harness.call("tokenize_messages", MODEL, "hi", **options)
+    assert emu.calls == []
+
+
 def _noop() -> None:
     """Do nothing."""
 
@@ -336,15 +349,7 @@ def _noop() -> None:
 async def test_bad_tool_options_rejected_before_io(
     harness: Harness, emu: Emulator, options: dict[str, Any], error: type, match: str
 ) -> None:
-    with pytest.raises(error, match=match):
-        await harness.complete(MODEL, "hi", **options)
-    with pytest.raises(error, match=match):
-        harness.stream(MODEL, "hi", **options)
-    with pytest.raises(error, match=match):
-        await harness.call("submit", MODEL, "hi", **options)
-    with pytest.raises(error, match=match):
-        await harness.call("tokenize_messages", MODEL, "hi", **options)
-    assert emu.calls == []
+    await rejected_before_io(harness, emu, options, error, match)
 
 
 async def test_tool_choice_accepts_the_tool_itself(harness: Harness, emu: Emulator) -> None:
