@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from google.protobuf import json_format
 
@@ -12,7 +12,6 @@ from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as 
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
-from ._tools import FunctionTool, as_tool, schema_of
 from ._types import (
     _STATUSES,
     ROLES,
@@ -49,8 +48,12 @@ _FORMAT_KEYS = {
     "jsonSchema": "json_schema",
 }
 
-ToolInput = FunctionTool | Callable[..., Any] | Mapping[str, Any]
-ResponseFormat = str | Mapping[str, Any] | type
+if TYPE_CHECKING:
+    # _tools (inspect, regexes) loads only when a call passes tools or a response format.
+    from ._tools import FunctionTool
+
+    ToolInput = FunctionTool | Callable[..., Any] | Mapping[str, Any]
+    ResponseFormat = str | Mapping[str, Any] | type
 
 
 class GenerationOptions(TypedDict, total=False):
@@ -202,6 +205,8 @@ def build_request(
 
 
 def _set_tools_and_format(req: tg_pb2.CompletionRequest, options: Mapping[str, Any]) -> None:
+    from ._tools import as_tool
+
     tools = options.get("tools")
     names: list[str] = []
     if tools is not None:
@@ -231,6 +236,8 @@ def _set_tools_and_format(req: tg_pb2.CompletionRequest, options: Mapping[str, A
 
 
 def _set_tool_choice(req: tg_pb2.CompletionRequest, choice: Any, names: Sequence[str]) -> None:
+    from ._tools import FunctionTool
+
     if isinstance(choice, FunctionTool):
         choice = choice.name
     elif callable(choice) and not isinstance(choice, str):
@@ -257,6 +264,8 @@ def _set_tool_choice(req: tg_pb2.CompletionRequest, choice: Any, names: Sequence
 
 
 def _set_response_format(req: tg_pb2.CompletionRequest, fmt: Any) -> None:
+    from ._tools import schema_of
+
     if isinstance(fmt, str):
         key = fmt.lower()
         if key in _JSON_FORMATS:
