@@ -104,7 +104,8 @@ class AsyncClient:
         if self._loop is loop:
             return self._completion
         if self._loop is not None:
-            why = "in a loop that has closed since (a second asyncio.run()?)" if self._loop.is_closed() else "in another loop"
+            closed = self._loop.is_closed()
+            why = "in a loop that has closed since (a second asyncio.run()?)" if closed else "in another loop"
             raise RuntimeError(
                 f"this AsyncClient was first used {why}, and grpc channels cannot move between event loops: "
                 "create the AsyncClient inside the loop that uses it (one per loop)"
