@@ -122,6 +122,8 @@ class MessageTooLargeError(APIError):
     For a response, raise the client's limit: channel_options=[("grpc.max_receive_message_length", n)].
     """
 
+    _code = grpc.StatusCode.RESOURCE_EXHAUSTED  # its code, but not the class that code maps to
+
 
 class DeadlineExceededError(APIError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
     """The call's deadline passed before it finished."""

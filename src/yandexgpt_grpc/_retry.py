@@ -124,7 +124,7 @@ class RetryPolicy:
         """Timeout of one attempt: what is left of the deadline, capped by attempt_timeout."""
         if deadline is None:
             return self.attempt_timeout
-        left = deadline - monotonic()
+        left = max(deadline - monotonic(), 0.0)
         if self.attempt_timeout is not None and self.attempt_timeout < left:
             return self.attempt_timeout
         return left
