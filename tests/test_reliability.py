@@ -770,7 +770,7 @@ async def test_attempt_timeout_retries_a_stuck_attempt(
     assert (await h.complete(MODEL, "hi")).text == "ok"
     assert time.monotonic() - started < 2.0
     assert len(emu.calls) == 2 and len(waits) == 1
-    assert emu.calls[0].deadline is not None and emu.calls[0].deadline <= 0.2
+    assert emu.calls[0].deadline is not None and emu.calls[0].deadline < 0.3  # not the 60 s call default
 
 
 async def test_attempt_timeout_bounds_only_a_streams_first_response(
