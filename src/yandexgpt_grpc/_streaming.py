@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from ._retry import CallRetry
 
 
+def _pairs(md: Any) -> tuple[tuple[str, str | bytes], ...]:
+    return md if isinstance(md, tuple) else tuple(md or ())
+
+
 class TextReset(str):
     """A text_stream item that replaces, rather than extends, what came before.
 
@@ -102,11 +106,11 @@ class _StreamState:
                 request_id=self.request_id,
             ) from None
         self._final = result_of(
-            last, alts, self.request_id, self.trace_id, initial=self._initial, trailing=tuple(trailing or ())
+            last, alts, self.request_id, self.trace_id, initial=self._initial, trailing=_pairs(trailing)
         )
 
     def _headers(self, md: Any) -> None:
-        self._initial = md = tuple(md or ())
+        self._initial = md = _pairs(md)  # grpc.aio gives a Metadata object; sync grpc a tuple already
         self.request_id = find_header(md, HEADER_REQUEST_ID)
         self.trace_id = find_header(md, HEADER_TRACE_ID)
 
