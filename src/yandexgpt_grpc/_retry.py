@@ -193,9 +193,10 @@ class CallRetry:
         if self.timeout is None:
             left = None
         else:
+            now = monotonic()
             if self.deadline is None:
-                self.deadline = monotonic() + self.timeout
-            left = self.deadline - monotonic()
+                self.deadline = now + self.timeout
+            left = self.deadline - now
             if left <= 0:
                 err = DeadlineExceededError(
                     f"the call's deadline ({self.timeout:g}s) passed before attempt {self.attempt} could start",
