@@ -14,6 +14,7 @@ from ._base import (
     MetadataInput,
     Timeout,
     attempt_header,
+    completion_once,
     new_request_id,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
@@ -80,6 +81,7 @@ class AsyncClient:
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._completion: Any = None
+        self._completion_once: Any = None
         self._closed = False
         # Stubs for the async, tokenizer and operation services, made on first use in the loop.
         self._stubs: dict[Any, Any] = {}
@@ -119,6 +121,7 @@ class AsyncClient:
         self._channel = channel
         self._loop = loop
         self._completion = tg_grpc.TextGenerationServiceStub(channel).Completion
+        self._completion_once = completion_once(channel)
         return self._completion
 
     async def complete(
@@ -134,7 +137,8 @@ class AsyncClient:
         """One request, one answer: waits for the whole text."""
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        completion = self._ensure_channel()
+        self._ensure_channel()
+        completion = self._completion_once
         request_id = new_request_id()
         tries = CallRetry(
             cfg.policy(retry), cfg.call_timeout(timeout, stream=False), cfg.credentials, "Completion", request_id
@@ -147,11 +151,7 @@ class AsyncClient:
             call = completion(request, timeout=attempt_timeout, metadata=md)
             resp = None
             try:
-                while True:
-                    msg = await call.read()
-                    if msg is grpc.aio.EOF:
-                        break
-                    resp = msg
+                resp = await call
                 initial = await call.initial_metadata()
                 trailing = await call.trailing_metadata()
             except grpc.aio.AioRpcError as exc:

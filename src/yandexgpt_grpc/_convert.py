@@ -23,6 +23,7 @@ from ._types import (
     TokenizeResult,
     ToolCall,
     Usage,
+    make_alternative,
 )
 
 MessagesInput = str | Message | Mapping[str, Any] | Sequence["str | Message | Mapping[str, Any]"]
@@ -335,11 +336,13 @@ def alternative_of(pb: common_pb2.Alternative, index: int, previous: str) -> Alt
     """Build an Alternative and its delta against the previous text of the same index."""
     msg = pb.message
     text = msg.text
-    status = _STATUSES[pb.status] if pb.status < 6 else AlternativeStatus.UNSPECIFIED
-    calls = tool_calls_of(msg) if msg.HasField("tool_call_list") else ()
+    value = pb.status
+    status = _STATUSES[value] if value < 6 else AlternativeStatus.UNSPECIFIED
+    # text and tool_call_list share a oneof: a message with text has no tool calls to look for.
+    calls = tool_calls_of(msg) if not text and msg.HasField("tool_call_list") else ()
     if text.startswith(previous):
-        return Alternative(text, text[len(previous) :], status, index, False, calls)
-    return Alternative(text, text, status, index, True, calls)
+        return make_alternative(text, text[len(previous) :], status, index, False, calls)
+    return make_alternative(text, text, status, index, True, calls)
 
 
 def result_of(

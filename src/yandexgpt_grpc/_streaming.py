@@ -38,81 +38,81 @@ class TextReset(str):
 
 
 class _StreamState:
-    """Bookkeeping shared by the sync and async streams (texts per index, the end)."""
+    """Bookkeeping shared by the sync and async streams (latest alternative per index, the end).
+
+    Per-stream work the caller may never look at (parsing headers, building the final
+    CompletionResult) is done on first access, not on the hot path.
+    """
 
     __slots__ = (
+        "_alts",
         "_call",
         "_closed",
         "_done",
+        "_ended",
         "_final",
         "_initial",
         "_last",
-        "_last_alt",
         "_pending",
         "_retry",
-        "_texts",
-        "request_id",
-        "trace_id",
+        "_trailing",
     )
 
     def __init__(self, retry: CallRetry) -> None:
         self._retry = retry
         self._call: Any = None
-        self._initial: tuple[tuple[str, str | bytes], ...] = ()
-        self._texts: dict[int, str] = {}
-        self._pending: deque[Alternative] = deque()
+        self._initial: Any = ()  # as grpc gave it: a tuple (sync) or a grpc.aio Metadata
+        self._trailing: Any = ()
+        self._alts: dict[int, Alternative] = {}  # the latest alternative of each index
+        self._pending: deque[Alternative] | None = None  # more alternatives of the same response
         self._last: tg_pb2.CompletionResponse | None = None
-        self._last_alt: dict[int, Alternative] = {}
         self._final: CompletionResult | None = None
         self._done = False
+        self._ended = False  # the server ended the stream with OK and every alternative final
         self._closed = False
-        self.request_id: str | None = None
-        self.trace_id: str | None = None
 
     def _consume(self, resp: tg_pb2.CompletionResponse) -> Alternative | None:
         """Turn one response into alternatives; return the first, queue the rest."""
         self._last = resp
         alts = resp.alternatives
-        texts = self._texts
+        latest = self._alts
         if len(alts) == 1:
-            alt = alternative_of(alts[0], 0, texts.get(0, ""))
-            texts[0] = alt.text
-            self._last_alt[0] = alt
+            prev = latest.get(0)
+            alt = alternative_of(alts[0], 0, "" if prev is None else prev.text)
+            latest[0] = alt
             return alt
         first: Alternative | None = None
         for i, pb in enumerate(alts):
-            alt = alternative_of(pb, i, texts.get(i, ""))
-            texts[i] = alt.text
-            self._last_alt[i] = alt
+            prev = latest.get(i)
+            alt = alternative_of(pb, i, "" if prev is None else prev.text)
+            latest[i] = alt
             if first is None:
                 first = alt
             else:
+                if self._pending is None:
+                    self._pending = deque()
                 self._pending.append(alt)
         return first
 
     def _partial(self) -> Alternative | None:
-        return self._last_alt.get(0) if self._last_alt else None
+        return self._alts.get(0)
 
     def _end(self, trailing: Any) -> None:
-        """The server closed the stream with OK: keep the result or report it incomplete."""
+        """The server closed the stream with OK: keep what makes the result, or report it incomplete."""
         self._done = True
+        self._trailing = trailing
         self._retry.finished(grpc.StatusCode.OK, self._initial)
-        last = self._last
-        alts = tuple(self._last_alt[i] for i in sorted(self._last_alt))
-        if last is None or not alts or not all(a.is_final for a in alts):
+        alts = self._alts
+        if self._last is None or not alts or not all(a.is_final for a in alts.values()):
             raise IncompleteStreamError(
                 "the stream ended without a final alternative; the text may be cut short",
                 partial=self._partial(),
                 request_id=self.request_id,
             ) from None
-        self._final = result_of(
-            last, alts, self.request_id, self.trace_id, initial=self._initial, trailing=_pairs(trailing)
-        )
+        self._ended = True
 
     def _headers(self, md: Any) -> None:
-        self._initial = md = _pairs(md)  # grpc.aio gives a Metadata object; sync grpc a tuple already
-        self.request_id = find_header(md, HEADER_REQUEST_ID)
-        self.trace_id = find_header(md, HEADER_TRACE_ID)
+        self._initial = md
 
     def _interrupted(self, exc: Any) -> Exception:
         """The error for a failure after the first response: never retried, it keeps the partial."""
@@ -130,13 +130,33 @@ class _StreamState:
             self._retry.finished(grpc.StatusCode.CANCELLED, self._initial)
 
     @property
+    def request_id(self) -> str | None:
+        """The server's x-request-id, once the first response arrived."""
+        return find_header(self._initial, HEADER_REQUEST_ID)
+
+    @property
+    def trace_id(self) -> str | None:
+        return find_header(self._initial, HEADER_TRACE_ID)
+
+    @property
     def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         """The server's initial metadata once the first response arrived (`-bin` values are bytes)."""
-        return self._initial
+        return _pairs(self._initial)
 
     @property
     def final(self) -> CompletionResult | None:
         """The CompletionResult once the stream has ended (None before)."""
+        if self._final is None and self._ended:
+            assert self._last is not None
+            alts = self._alts
+            self._final = result_of(
+                self._last,
+                tuple(alts[i] for i in sorted(alts)),
+                self.request_id,
+                self.trace_id,
+                initial=_pairs(self._initial),
+                trailing=_pairs(self._trailing),
+            )
         return self._final
 
     @property
@@ -204,8 +224,9 @@ class CompletionStream(_StreamState):
         return self
 
     def __next__(self) -> Alternative:
-        if self._pending:
-            return self._pending.popleft()
+        pending = self._pending
+        if pending:
+            return pending.popleft()
         while True:
             if self._done or self._closed:
                 raise StopIteration
@@ -294,9 +315,10 @@ class CompletionStream(_StreamState):
         """Read the rest of the stream and return the result."""
         for _ in self:
             pass
-        if self._final is None:
+        final = self.final
+        if final is None:
             raise RuntimeError("the stream was closed before it ended")
-        return self._final
+        return final
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -315,29 +337,36 @@ class AsyncCompletionStream(_StreamState):
     Cancelling the task that iterates it cancels the RPC too.
     """
 
-    __slots__ = ("_start",)
+    __slots__ = ("_next", "_start")
 
     def __init__(self, start: StartAsync, retry: CallRetry) -> None:
         super().__init__(retry)
         self._start = start
+        # grpc's own response iterator, stepped directly: one coroutine less per message
+        # than call.read(), which also re-checks the call's state every time.
+        self._next: Any = None
 
     def __aiter__(self) -> AsyncCompletionStream:
         return self
 
     async def __anext__(self) -> Alternative:
-        if self._pending:
-            return self._pending.popleft()
+        pending = self._pending
+        if pending:
+            return pending.popleft()
         while True:
             if self._done or self._closed:
                 raise StopAsyncIteration
-            call = self._call
-            if call is None:
+            step = self._next
+            if step is None:
                 resp = await self._open()
                 if resp is None:
                     raise StopAsyncIteration
             else:
                 try:
-                    resp = await call.read()
+                    resp = await step()
+                except StopAsyncIteration:
+                    self._end(await self._call.trailing_metadata())
+                    raise
                 except grpc.aio.AioRpcError as exc:
                     raise self._interrupted(exc) from exc
                 except asyncio.CancelledError:
@@ -345,9 +374,6 @@ class AsyncCompletionStream(_StreamState):
                         raise StopAsyncIteration from None
                     self._cancel()
                     raise
-                if resp is grpc.aio.EOF:
-                    self._end(await call.trailing_metadata())
-                    raise StopAsyncIteration
             alt = self._consume(resp)
             if alt is not None:
                 return alt
@@ -362,10 +388,15 @@ class AsyncCompletionStream(_StreamState):
                 self._done = True
                 raise
             self._call = call
+            step = call.__aiter__().__anext__
             limit = retry.first_response_timeout
             try:
-                resp = await (call.read() if limit is None else asyncio.wait_for(call.read(), limit))
+                resp = await (step() if limit is None else asyncio.wait_for(step(), limit))
                 self._headers(await call.initial_metadata())
+            except StopAsyncIteration:  # OK without a single response
+                self._headers(await call.initial_metadata())
+                self._end(await call.trailing_metadata())
+                return None
             except grpc.aio.AioRpcError as exc:
                 retry.failed(exc)
                 delay = retry.delay(exc, auth)
@@ -385,9 +416,7 @@ class AsyncCompletionStream(_StreamState):
                 self._cancel()
                 raise
             else:
-                if resp is grpc.aio.EOF:
-                    self._end(await call.trailing_metadata())
-                    return None
+                self._next = step
                 return resp  # type: ignore[no-any-return]
             if delay:
                 await _retry.asleep(delay)
@@ -418,9 +447,10 @@ class AsyncCompletionStream(_StreamState):
     async def get_final(self) -> CompletionResult:
         async for _ in self:
             pass
-        if self._final is None:
+        final = self.final
+        if final is None:
             raise RuntimeError("the stream was closed before it ended")
-        return self._final
+        return final
 
     @property
     def text_stream(self) -> AsyncIterator[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -150,6 +150,38 @@ class Alternative:
     def message(self) -> Message:
         """This answer as an assistant turn, to append to the conversation (keeps tool calls)."""
         return Message("assistant", self.text, tool_calls=self.tool_calls)
+
+
+def _alternative_maker() -> Callable[[str, str, AlternativeStatus, int, bool, tuple[ToolCall, ...]], Alternative]:
+    """A positional Alternative constructor that fills the slots directly.
+
+    The dataclass __init__ goes through object.__setattr__ per field (it is frozen);
+    every streamed message builds an Alternative, and this takes about half as long.
+    """
+    names = tuple(f.name for f in fields(Alternative))
+    if names != ("text", "delta", "status", "index", "replaced", "tool_calls"):
+        raise AssertionError(f"update _alternative_maker for Alternative's fields {names}")
+    new = object.__new__
+    set_text, set_delta, set_status, set_index, set_replaced, set_calls = (
+        getattr(Alternative, name).__set__ for name in names
+    )
+
+    def make(  # noqa: PLR0917 - positional on purpose: this runs once per streamed message
+        text: str, delta: str, status: AlternativeStatus, index: int, replaced: bool, calls: tuple[ToolCall, ...]
+    ) -> Alternative:
+        alt: Alternative = new(Alternative)
+        set_text(alt, text)
+        set_delta(alt, delta)
+        set_status(alt, status)
+        set_index(alt, index)
+        set_replaced(alt, replaced)
+        set_calls(alt, calls)
+        return alt
+
+    return make
+
+
+make_alternative: Final = _alternative_maker()
 
 
 @dataclass(frozen=True)
