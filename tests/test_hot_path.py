@@ -40,3 +40,29 @@ def test_plain_import_defers_the_generated_stubs() -> None:
         "assert 'yandexgpt_grpc._client' in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_fast_alternative_equals_the_dataclass() -> None:
+    import dataclasses
+
+    from yandexgpt_grpc import Alternative, AlternativeStatus, ToolCall
+    from yandexgpt_grpc._types import make_alternative
+
+    args = ("abc", "c", AlternativeStatus.TOOL_CALLS, 2, True, (ToolCall("f", {"x": 1}),))
+    fast, slow = make_alternative(*args), Alternative(*args)
+    assert fast == slow and repr(fast) == repr(slow) and hash(fast) != 0
+    assert dataclasses.astuple(fast) == dataclasses.astuple(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.text = "changed"  # type: ignore[misc]
+
+
+async def test_async_unary_without_a_response_is_incomplete(emu: object) -> None:
+    """complete() uses a unary RPC; a server that answers OK with no message is still reported."""
+    from yandexgpt_grpc import AsyncClient, IncompleteStreamError
+    from yandexgpt_grpc.testing import Emulator, Reply
+
+    assert isinstance(emu, Emulator)
+    emu.enqueue("Completion", Reply(chunks=["a"], terminal=False))
+    async with AsyncClient(emu.address, insecure=True, api_key="k", folder_id="b1g") as client:
+        with pytest.raises(IncompleteStreamError, match="without a response"):
+            await client.complete("yandexgpt-lite", "hi")
