@@ -7,23 +7,15 @@ oneof, emoji and Cyrillic text), and each parses the other's bytes identically.
 
 from __future__ import annotations
 
-import importlib.metadata
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-try:
-    ORACLE_VERSION = importlib.metadata.version("yandexcloud")
-except importlib.metadata.PackageNotFoundError:
-    ORACLE_VERSION = ""
+from tests._oracle import ORACLE_VERSION, requires_oracle
 
-pytestmark = pytest.mark.skipif(
-    not ORACLE_VERSION,
-    reason="yandexcloud (in the [test] extra) is not installed; it pins protobuf<7, "
-    "so the newest-deps compat venv runs without it",
-)
+pytestmark = requires_oracle
 
 _SCRIPT = textwrap.dedent(
     """

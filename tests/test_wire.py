@@ -9,7 +9,6 @@ and oneof membership come from the live descriptors.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -19,21 +18,14 @@ from typing import Any
 
 import pytest
 
+from tests._oracle import ORACLE_VERSION, requires_oracle
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "src" / "yandexgpt_grpc" / "_generated" / "SOURCE.json"
 OURS = "yandexgpt_grpc._generated."
 THEIRS = ""
 
-try:
-    ORACLE_VERSION = importlib.metadata.version("yandexcloud")
-except importlib.metadata.PackageNotFoundError:
-    ORACLE_VERSION = ""
-
-pytestmark = pytest.mark.skipif(
-    not ORACLE_VERSION,
-    reason="yandexcloud (the wire oracle, in the [test] extra) is not installed; "
-    "it pins protobuf<7, so the newest-deps compat venv runs without it",
-)
+pytestmark = requires_oracle
 
 PROTOS = sorted(json.loads(SOURCE.read_text(encoding="utf-8"))["protos"])
 MODULES = [p[: -len(".proto")].replace("/", ".") + "_pb2" for p in PROTOS]
