@@ -288,6 +288,8 @@ def annotation_schema(tp: Any, where: str) -> dict[str, Any]:
 
 def _union_schema(args: tuple[Any, ...], where: str) -> dict[str, Any]:
     options = [annotation_schema(a, where) for a in args]
+    if {} in options:  # Any admits everything, null included (Python 3.10 reads `x: Any = None` as Optional[Any])
+        return {}
     if all(set(o) == {"type"} and isinstance(o["type"], str) for o in options):
         kinds = list(dict.fromkeys(o["type"] for o in options))
         return {"type": kinds[0] if len(kinds) == 1 else kinds}
