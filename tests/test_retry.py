@@ -127,14 +127,6 @@ def test_pushback_rules(clock: FakeClock) -> None:
     assert policy._wait(5_000, 1, clock.now + 4.0) is None
 
 
-def test_attempt_timeout_for_never_goes_negative(clock: FakeClock) -> None:
-    policy = RetryPolicy(attempt_timeout=2.0)
-    assert policy.attempt_timeout_for(None) == 2.0
-    assert policy.attempt_timeout_for(clock.now + 5) == 2.0
-    assert policy.attempt_timeout_for(clock.now + 1) == 1.0
-    assert policy.attempt_timeout_for(clock.now - 1) == 0.0
-
-
 def test_call_deadline_starts_with_the_first_attempt(clock: FakeClock) -> None:
     tries = CallRetry(RetryPolicy(), 10.0, ApiKey("k"), "Completion", "rid")
     clock.now += 50  # time passes before the first attempt (a stream not iterated yet)

@@ -6,7 +6,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _retry
 from ._auth import Credentials, resolve_credentials
 from ._constants import (
     DEFAULT_ENDPOINT,
@@ -223,10 +222,6 @@ def new_request_id() -> str:
     """A random (version 4) UUID string, formatted by hand: a third of str(uuid.uuid4())'s cost."""
     h = os.urandom(16).hex()
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    return None if timeout is None else _retry.monotonic() + timeout
 
 
 def attempt_header(attempt: int) -> tuple[tuple[str, str], ...]:

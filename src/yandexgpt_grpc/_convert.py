@@ -325,13 +325,6 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-def status_of(value: int) -> AlternativeStatus:
-    try:
-        return _STATUSES[value]
-    except IndexError:
-        return AlternativeStatus.UNSPECIFIED
-
-
 def alternative_of(pb: common_pb2.Alternative, index: int, previous: str) -> Alternative:
     """Build an Alternative and its delta against the previous text of the same index."""
     msg = pb.message

@@ -120,15 +120,6 @@ class RetryPolicy:
             return None  # never sleep past the deadline, nor start an attempt with no time left
         return delay
 
-    def attempt_timeout_for(self, deadline: float | None) -> float | None:
-        """Timeout of one attempt: what is left of the deadline, capped by attempt_timeout."""
-        if deadline is None:
-            return self.attempt_timeout
-        left = max(deadline - monotonic(), 0.0)
-        if self.attempt_timeout is not None and self.attempt_timeout < left:
-            return self.attempt_timeout
-        return left
-
 
 DEFAULT_RETRY = RetryPolicy()
 NO_RETRIES = RetryPolicy.no_retries()
