@@ -101,7 +101,7 @@ class IamTokenProvider(RefreshingCredentials):
         super().__init__(clock=clock)
         self._fn = fn
         self._ttl = float(ttl)
-        self._is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        self.needs_event_loop = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         )
 
@@ -118,7 +118,7 @@ class IamTokenProvider(RefreshingCredentials):
 
     async def _afetch(self) -> Token:
         now = self._clock()
-        result: Any = self._fn() if self._is_async else await asyncio.to_thread(self._fn)
+        result: Any = self._fn() if self.needs_event_loop else await asyncio.to_thread(self._fn)
         if inspect.isawaitable(result):
             result = await result
         return self._to_token(result, now)

@@ -47,6 +47,9 @@ class Credentials(abc.ABC):
     #: Whether the client should add ``x-folder-id``: user IAM tokens need it; API keys and
     #: service-account tokens carry their own folder.
     sends_folder_id: ClassVar[bool] = False
+    #: True when fetching a token awaits a coroutine: the blocking Client then refuses to run
+    #: inside a running event loop, which it would stall while the coroutine may need it.
+    needs_event_loop: bool = False
 
     @abc.abstractmethod
     def authorization(self) -> str:

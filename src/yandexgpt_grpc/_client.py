@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 def loop_bound_credentials(creds: Credentials) -> bool:
     """Whether fetching a token awaits a coroutine function (an async IamTokenProvider)."""
-    return bool(getattr(creds, "_is_async", False))
+    return creds.needs_event_loop
 
 
 def check_no_running_loop() -> None:
