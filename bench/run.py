@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server", choices=("aio", "sync"), default="aio")
     parser.add_argument("--json", type=Path, default=RESULTS, help=f"where to write results (default {RESULTS})")
     args = parser.parse_args(argv)
-    rounds = args.rounds or (1 if args.quick else 6)
+    rounds = args.rounds or (1 if args.quick else 10)
     avail = cpus()
     server_cpu, client_cpu = (avail[0], avail[1]) if len(avail) >= 2 else (None, None)
     started = time.perf_counter()
