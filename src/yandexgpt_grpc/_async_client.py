@@ -9,13 +9,13 @@ import grpc
 
 from . import _retry
 from ._base import (
-    ChannelOptions,
-    ClientConfig,
+    ClientBase,
     MetadataInput,
     Timeout,
     attempt_header,
     completion_once,
     new_request_id,
+    open_channel,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
@@ -24,7 +24,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
-from ._operations import AsyncOperation, acall_unary, open_channel, tokens_result
+from ._operations import AsyncOperation, acall_unary, tokens_result
 from ._retry import CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
@@ -32,71 +32,22 @@ from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._auth import Credentials
     from ._convert import GenerationOptions
 
 
-class AsyncClient:
+class AsyncClient(ClientBase):
     """An asyncio client; one channel per client, bound to the event loop that first uses it.
 
-    Arguments left out fall back to the environment (YC_API_KEY, YC_IAM_TOKEN,
-    YC_FOLDER_ID, YANDEXGPT_ENDPOINT).
+    Constructor arguments: see ClientBase (the same as Client's).
     """
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        *,
-        folder_id: str | None = None,
-        api_key: str | None = None,
-        iam_token: str | None = None,
-        credentials: Credentials | None = None,
-        insecure: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: Timeout = NOT_GIVEN,
-        metadata: MetadataInput = None,
-        data_logging: bool | None = None,
-        channel_options: ChannelOptions | None = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
-        operation_endpoint: str | None = None,
-    ) -> None:
-        self._config = ClientConfig(
-            endpoint=endpoint,
-            folder_id=folder_id,
-            api_key=api_key,
-            iam_token=iam_token,
-            credentials=credentials,
-            insecure=insecure,
-            root_certificates=root_certificates,
-            timeout=timeout,
-            metadata=metadata,
-            data_logging=data_logging,
-            channel_options=channel_options,
-            max_retries=max_retries,
-            retry=retry,
-            operation_endpoint=operation_endpoint,
-            sync=False,
-        )
+    _sync = False
+
+    def _setup(self) -> None:
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._completion: Any = None
         self._completion_once: Any = None
-        self._closed = False
-        # Stubs for the async, tokenizer and operation services, made on first use in the loop.
-        self._stubs: dict[Any, Any] = {}
-        self._op_channel: grpc.aio.Channel | None = None
-
-    def __repr__(self) -> str:
-        return self._config.describe(type(self).__name__)
-
-    @property
-    def endpoint(self) -> str:
-        return self._config.endpoint
-
-    @property
-    def folder_id(self) -> str | None:
-        return self._config.folder_id
 
     def _ensure_channel(self) -> Any:
         """The Completion callable, creating the channel on first use in this loop."""
@@ -112,12 +63,7 @@ class AsyncClient:
                 f"this AsyncClient was first used {why}, and grpc channels cannot move between event loops: "
                 "create the AsyncClient inside the loop that uses it (one per loop)"
             )
-        cfg = self._config
-        if cfg.insecure:
-            channel = grpc.aio.insecure_channel(cfg.endpoint, options=cfg.options)
-        else:
-            creds = grpc.ssl_channel_credentials(root_certificates=cfg.root_certificates)
-            channel = grpc.aio.secure_channel(cfg.endpoint, creds, options=cfg.options)
+        channel = open_channel(self._config, self._config.endpoint, aio=True)
         self._channel = channel
         self._loop = loop
         self._completion = tg_grpc.TextGenerationServiceStub(channel).Completion

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
+
+import grpc
 
 from ._auth import Credentials, resolve_credentials
 from ._constants import (
@@ -28,7 +30,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 from ._net import is_local, split_host
 from ._retry import DEFAULT_RETRY, NO_RETRIES, RetryPolicy
-from ._types import NotGiven
+from ._types import NOT_GIVEN, NotGiven
 
 Timeout = float | None | NotGiven
 ChannelOptions = Sequence[tuple[str, Any]]
@@ -243,3 +245,79 @@ def completion_once(channel: Any) -> Any:
         request_serializer=tg_pb2.CompletionRequest.SerializeToString,
         response_deserializer=tg_pb2.CompletionResponse.FromString,
     )
+
+
+def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> Any:
+    """A channel to `target` under the client's rules: TLS unless insecure (loopback only, checked)."""
+    if cfg.insecure:
+        return (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options=cfg.options)
+    creds = grpc.ssl_channel_credentials(root_certificates=cfg.root_certificates)
+    return (grpc.aio.secure_channel if aio else grpc.secure_channel)(target, creds, options=cfg.options)
+
+
+class ClientBase:
+    """What Client and AsyncClient share: the constructor, configuration and identity.
+
+    Arguments left out fall back to the environment (YC_API_KEY, YC_IAM_TOKEN,
+    YC_FOLDER_ID, YANDEXGPT_ENDPOINT). `insecure=True` (plaintext) is allowed only to
+    loopback addresses and Unix sockets; `timeout` is the default per call (None: no
+    deadline); `retry=None` or `max_retries=0` turns retries off.
+    """
+
+    _sync: ClassVar[bool]
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        folder_id: str | None = None,
+        api_key: str | None = None,
+        iam_token: str | None = None,
+        credentials: Credentials | None = None,
+        insecure: bool = False,
+        root_certificates: bytes | None = None,
+        timeout: Timeout = NOT_GIVEN,
+        metadata: MetadataInput = None,
+        data_logging: bool | None = None,
+        channel_options: ChannelOptions | None = None,
+        max_retries: int | None = None,
+        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
+        operation_endpoint: str | None = None,
+    ) -> None:
+        self._config = ClientConfig(
+            endpoint=endpoint,
+            folder_id=folder_id,
+            api_key=api_key,
+            iam_token=iam_token,
+            credentials=credentials,
+            insecure=insecure,
+            root_certificates=root_certificates,
+            timeout=timeout,
+            metadata=metadata,
+            data_logging=data_logging,
+            channel_options=channel_options,
+            max_retries=max_retries,
+            retry=retry,
+            operation_endpoint=operation_endpoint,
+            sync=self._sync,
+        )
+        self._closed = False
+        # Stubs for the async, tokenizer and operation services, made on first use.
+        self._stubs: dict[Any, Any] = {}
+        self._op_channel: Any = None
+        self._setup()
+
+    def _setup(self) -> None:
+        """The subclass's own state (channels, locks); no I/O."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self._config.describe(type(self).__name__)
+
+    @property
+    def endpoint(self) -> str:
+        return self._config.endpoint
+
+    @property
+    def folder_id(self) -> str | None:
+        return self._config.folder_id

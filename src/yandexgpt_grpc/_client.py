@@ -10,12 +10,12 @@ import grpc
 
 from . import _retry
 from ._base import (
-    ChannelOptions,
-    ClientConfig,
+    ClientBase,
     MetadataInput,
     Timeout,
     attempt_header,
     new_request_id,
+    open_channel,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
@@ -24,7 +24,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
-from ._operations import Operation, call_unary, open_channel, tokens_result
+from ._operations import Operation, call_unary, tokens_result
 from ._retry import CallRetry, RetryPolicy
 from ._streaming import CompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
@@ -61,71 +61,20 @@ def check_no_running_loop() -> None:
     )
 
 
-class Client:
+class Client(ClientBase):
     """A blocking client for the text-generation API; one channel, reused by every call.
 
-    Thread-safe: share one instance. Arguments left out fall back to the
-    environment (YC_API_KEY, YC_IAM_TOKEN, YC_FOLDER_ID, YANDEXGPT_ENDPOINT).
+    Thread-safe: share one instance. Constructor arguments: see ClientBase.
     """
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        *,
-        folder_id: str | None = None,
-        api_key: str | None = None,
-        iam_token: str | None = None,
-        credentials: Credentials | None = None,
-        insecure: bool = False,
-        root_certificates: bytes | None = None,
-        timeout: Timeout = NOT_GIVEN,
-        metadata: MetadataInput = None,
-        data_logging: bool | None = None,
-        channel_options: ChannelOptions | None = None,
-        max_retries: int | None = None,
-        retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
-        operation_endpoint: str | None = None,
-    ) -> None:
-        self._config = cfg = ClientConfig(
-            endpoint=endpoint,
-            folder_id=folder_id,
-            api_key=api_key,
-            iam_token=iam_token,
-            credentials=credentials,
-            insecure=insecure,
-            root_certificates=root_certificates,
-            timeout=timeout,
-            metadata=metadata,
-            data_logging=data_logging,
-            channel_options=channel_options,
-            max_retries=max_retries,
-            retry=retry,
-            operation_endpoint=operation_endpoint,
-            sync=True,
-        )
-        if cfg.insecure:
-            self._channel = grpc.insecure_channel(cfg.endpoint, options=cfg.options)
-        else:
-            creds = grpc.ssl_channel_credentials(root_certificates=cfg.root_certificates)
-            self._channel = grpc.secure_channel(cfg.endpoint, creds, options=cfg.options)
+    _sync = True
+
+    def _setup(self) -> None:
+        cfg = self._config
+        self._channel = open_channel(cfg, cfg.endpoint, aio=False)
         self._completion = tg_grpc.TextGenerationServiceStub(self._channel).Completion
-        self._closed = False
         self._loop_bound_credentials = loop_bound_credentials(cfg.credentials)
-        # Stubs for the async, tokenizer and operation services, made on first use.
-        self._stubs: dict[Any, Any] = {}
-        self._op_channel: grpc.Channel | None = None
         self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return self._config.describe(type(self).__name__)
-
-    @property
-    def endpoint(self) -> str:
-        return self._config.endpoint
-
-    @property
-    def folder_id(self) -> str | None:
-        return self._config.folder_id
 
     def _check_open(self) -> None:
         if self._closed:

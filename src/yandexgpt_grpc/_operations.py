@@ -27,7 +27,6 @@ __all__ = [
     "OperationTimeoutError",
     "acall_unary",
     "call_unary",
-    "open_channel",
     "tokens_result",
 ]
 
@@ -43,14 +42,6 @@ class OperationTimeoutError(YandexGPTError, TimeoutError):
     def __init__(self, message: str, *, operation_id: str) -> None:
         super().__init__(message)
         self.operation_id = operation_id
-
-
-def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> Any:
-    """A channel to `target` under the client's rules: TLS unless insecure (loopback only, checked)."""
-    if cfg.insecure:
-        return (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options=cfg.options)
-    creds = grpc.ssl_channel_credentials(root_certificates=cfg.root_certificates)
-    return (grpc.aio.secure_channel if aio else grpc.secure_channel)(target, creds, options=cfg.options)
 
 
 # -- one request, one response ------------------------------------------------------------------
