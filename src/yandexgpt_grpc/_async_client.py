@@ -14,7 +14,6 @@ from ._base import (
     Timeout,
     attempt_header,
     completion_once,
-    new_request_id,
     open_channel,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
@@ -25,7 +24,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 from ._operations import AsyncOperation, acall_unary, tokens_result
-from ._retry import CallRetry, RetryPolicy
+from ._retry import RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
@@ -85,10 +84,8 @@ class AsyncClient(ClientBase):
         request = cfg.prepare(model, messages, options, stream=False)
         self._ensure_channel()
         completion = self._completion_once
-        request_id = new_request_id()
-        tries = CallRetry(
-            cfg.policy(retry), cfg.call_timeout(timeout, stream=False), cfg.credentials, "Completion", request_id
-        )
+        tries = cfg.attempts("Completion", timeout, retry)
+        request_id = tries.request_id
         creds = cfg.credentials
         while True:
             auth = await creds.aauthorization()
@@ -138,15 +135,8 @@ class AsyncClient(ClientBase):
             raise RuntimeError("this AsyncClient is closed")
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
-        request_id = new_request_id()
-        tries = CallRetry(
-            cfg.policy(retry),
-            cfg.call_timeout(timeout, stream=True),
-            cfg.credentials,
-            "Completion(stream)",
-            request_id,
-            stream=True,
-        )
+        tries = cfg.attempts("Completion(stream)", timeout, retry, stream=True)
+        request_id = tries.request_id
         creds = cfg.credentials
 
         async def start() -> tuple[Any, str]:

@@ -29,7 +29,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
 from ._net import is_local, split_host
-from ._retry import DEFAULT_RETRY, NO_RETRIES, RetryPolicy
+from ._retry import DEFAULT_RETRY, NO_RETRIES, CallRetry, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven
 
 Timeout = float | None | NotGiven
@@ -210,6 +210,19 @@ class ClientConfig:
 
     def policy(self, retry: RetryPolicy | NotGiven | None) -> RetryPolicy:
         return resolve_policy(retry, self.retry)
+
+    def attempts(
+        self, method: str, timeout: Timeout, retry: RetryPolicy | NotGiven | None, *, stream: bool = False
+    ) -> CallRetry:
+        """The attempts of one logical call under this configuration, with a fresh request id."""
+        return CallRetry(
+            self.policy(retry),
+            self.call_timeout(timeout, stream),
+            self.credentials,
+            method,
+            new_request_id(),
+            stream=stream,
+        )
 
     def describe(self, name: str) -> str:
         folder = f", folder_id={self.folder_id!r}" if self.folder_id else ""

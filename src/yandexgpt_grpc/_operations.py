@@ -13,12 +13,12 @@ from typing import Any
 import grpc
 
 from . import _retry
-from ._base import ClientConfig, MetadataInput, Timeout, attempt_header, new_request_id
+from ._base import ClientConfig, MetadataInput, Timeout, attempt_header
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import operation_response, tokens_of, unary_result
 from ._errors import APIError, DeadlineExceededError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
-from ._retry import CallRetry, RetryPolicy
+from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
 __all__ = [
@@ -63,8 +63,8 @@ def call_unary(
 
     `method()` gives the stub callable, so the channel behind it is made on first use.
     """
-    request_id = new_request_id()
-    tries = CallRetry(cfg.policy(retry), cfg.call_timeout(timeout, stream=False), cfg.credentials, name, request_id)
+    tries = cfg.attempts(name, timeout, retry)
+    request_id = tries.request_id
     try:
         while True:
             auth = authorize()
@@ -101,8 +101,8 @@ async def acall_unary(
     operation_id: str | None = None,
 ) -> tuple[Any, Any]:
     """The asyncio twin of `call_unary`; task cancellation cancels the RPC."""
-    request_id = new_request_id()
-    tries = CallRetry(cfg.policy(retry), cfg.call_timeout(timeout, stream=False), cfg.credentials, name, request_id)
+    tries = cfg.attempts(name, timeout, retry)
+    request_id = tries.request_id
     try:
         while True:
             auth = await authorize()
