@@ -203,7 +203,8 @@ class ClientConfig:
     def prepare(
         self, model: str, messages: MessagesInput, options: Mapping[str, Any], stream: bool
     ) -> tg_pb2.CompletionRequest:
-        return build_request(model_uri(model, self.folder_id), normalize_messages(messages), options, stream)
+        turns = messages if isinstance(messages, str) else normalize_messages(messages)
+        return build_request(model_uri(model, self.folder_id), turns, options, stream)
 
     def call_timeout(self, timeout: Timeout, stream: bool) -> float | None:
         return resolve_timeout(timeout, self.stream_timeout if stream else self.timeout)

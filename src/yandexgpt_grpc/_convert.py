@@ -144,8 +144,11 @@ def normalize_messages(messages: MessagesInput) -> list[Message]:
     return out
 
 
-def _set_message(pb: common_pb2.Message, msg: Message) -> None:
-    pb.role = msg.role
+def _add_message(add: Any, msg: Message) -> None:
+    if not (msg.tool_calls or msg.tool_results):
+        add(role=msg.role, text=msg.text)  # one call: the plain turn is nearly every turn
+        return
+    pb = add(role=msg.role)
     if msg.tool_calls:
         for call in msg.tool_calls:
             fc = pb.tool_call_list.tool_calls.add().function_call
@@ -156,8 +159,6 @@ def _set_message(pb: common_pb2.Message, msg: Message) -> None:
             fr = pb.tool_result_list.tool_results.add().function_result
             fr.name = result.name
             fr.content = result.content
-    else:
-        pb.text = msg.text
 
 
 def check_options(options: Mapping[str, Any]) -> None:
@@ -167,9 +168,13 @@ def check_options(options: Mapping[str, Any]) -> None:
 
 
 def build_request(
-    uri: str, messages: Sequence[Message], options: Mapping[str, Any], stream: bool
+    uri: str, messages: Sequence[Message] | str, options: Mapping[str, Any], stream: bool
 ) -> tg_pb2.CompletionRequest:
-    """Validate options and build a CompletionRequest; raises before any I/O."""
+    """Validate options and build a CompletionRequest; raises before any I/O.
+
+    `messages` is normalized already, or a plain str: one user turn, the commonest call,
+    added without building a Message first.
+    """
     # dict_keys <= frozenset allocates nothing: the plain call pays no more than before.
     rich = not options.keys() <= _PLAIN_OPTIONS
     if rich:
@@ -200,8 +205,11 @@ def build_request(
     if rich:
         _set_tools_and_format(req, options)
     add = req.messages.add
+    if isinstance(messages, str):
+        add(role="user", text=messages)
+        return req
     for msg in messages:
-        _set_message(add(), msg)
+        _add_message(add, msg)
     return req
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -346,37 +346,62 @@ class AsyncCompletionStream(_StreamState):
         # than call.read(), which also re-checks the call's state every time.
         self._next: Any = None
 
-    def __aiter__(self) -> AsyncCompletionStream:
-        return self
+    def __aiter__(self) -> AsyncIterator[Alternative]:
+        # An async generator rather than `async def __anext__`: the hot loop below resumes one
+        # frame per message instead of creating a coroutine per message. Each call starts a
+        # fresh generator over the same state, so iterating again after a `break` continues
+        # where it stopped, and the generator (not the stream) is what refers back: no cycle.
+        return self._iterate()
 
     async def __anext__(self) -> Alternative:
+        """One step, for `anext(stream)`; `async for` does not come through here."""
+        it = self._iterate()
+        try:
+            return await it.__anext__()
+        finally:
+            await it.aclose()
+
+    async def _iterate(self) -> AsyncGenerator[Alternative, None]:
         pending = self._pending
-        if pending:
-            return pending.popleft()
+        while pending:
+            yield pending.popleft()
+        if self._done or self._closed:
+            return
+        resp = await self._open() if self._next is None else None
+        step = self._next
+        if step is None:  # ended or closed before a first response
+            return
+        latest = self._alts
         while True:
-            if self._done or self._closed:
-                raise StopAsyncIteration
-            step = self._next
-            if step is None:
-                resp = await self._open()
-                if resp is None:
-                    raise StopAsyncIteration
-            else:
-                try:
-                    resp = await step()
-                except StopAsyncIteration:
-                    self._end(await self._call.trailing_metadata())
-                    raise
-                except grpc.aio.AioRpcError as exc:
-                    raise self._interrupted(exc) from exc
-                except asyncio.CancelledError:
-                    if self._closed:  # aclose() from another task
-                        raise StopAsyncIteration from None
-                    self._cancel()
-                    raise
-            alt = self._consume(resp)
-            if alt is not None:
-                return alt
+            if resp is not None:
+                self._last = resp
+                alts = resp.alternatives
+                if len(alts) == 1:  # the common case, inlined: one alternative per response
+                    prev = latest.get(0)
+                    alt = alternative_of(alts[0], 0, "" if prev is None else prev.text)
+                    latest[0] = alt
+                    yield alt
+                else:
+                    first = self._consume(resp)
+                    if first is not None:
+                        yield first
+                    pending = self._pending
+                    while pending:
+                        yield pending.popleft()
+                if self._done or self._closed:  # close() while the caller held an alternative
+                    return
+            try:
+                resp = await step()
+            except StopAsyncIteration:
+                self._end(await self._call.trailing_metadata())
+                return
+            except grpc.aio.AioRpcError as exc:
+                raise self._interrupted(exc) from exc
+            except asyncio.CancelledError:
+                if self._closed:  # aclose() from another task
+                    return
+                self._cancel()
+                raise
 
     async def _open(self) -> tg_pb2.CompletionResponse | None:
         """Start the call and read its first response, retrying while nothing was received."""
