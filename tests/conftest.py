@@ -65,7 +65,10 @@ class Harness:
                 return
 
     async def collect(self, *args: Any, **kwargs: Any) -> tuple[list[Alternative], Any]:
+        """Every alternative; `async for` on AsyncCompletionStream (how users iterate; next() covers anext)."""
         stream = self.stream(*args, **kwargs)
+        if isinstance(stream, AsyncCompletionStream):
+            return [alt async for alt in stream], stream
         return [alt async for alt in self.iterate(stream)], stream
 
     async def close_stream(self, stream: CompletionStream | AsyncCompletionStream) -> None:

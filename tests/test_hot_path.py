@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -66,3 +69,85 @@ async def test_async_unary_without_a_response_is_incomplete(emu: object) -> None
     async with AsyncClient(emu.address, insecure=True, api_key="k", folder_id="b1g") as client:
         with pytest.raises(IncompleteStreamError, match="without a response"):
             await client.complete("yandexgpt-lite", "hi")
+
+
+# What the server sends in turn: (text, wire status). The inlined stream path handles only
+# "one alternative whose text extends the previous one with a known status"; each other
+# case here must come out exactly as alternative_of builds it.
+_ODD_STREAM = [("a", 1), ("ab", 9), ("X", 1), ("", 1), ("Xy", 3)]
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    """A loopback server on our stubs that streams _ODD_STREAM (the emulator only speaks known statuses)."""
+    import grpc
+
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2_grpc as tg_grpc,
+    )
+
+    class Servicer(tg_grpc.TextGenerationServiceServicer):
+        async def Completion(self, request: Any, context: Any) -> AsyncIterator[Any]:
+            for text, status in _ODD_STREAM:
+                resp = tg_pb2.CompletionResponse(model_version="odd")
+                alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
+                alt.message.role = "assistant"
+                alt.message.text = text
+                yield resp
+
+    server = grpc.aio.server()
+    tg_grpc.add_TextGenerationServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_stream_fallbacks_match_alternative_of(kind: str, odd_server: str) -> None:
+    from yandexgpt_grpc import AlternativeStatus, AsyncClient, Client
+
+    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g"}
+    got = []
+    if kind == "async":
+        async with AsyncClient(odd_server, **kwargs) as aclient:
+            stream = aclient.stream("yandexgpt-lite", "hi")
+            async for alt in stream:
+                got.append(alt)
+            final = stream.final
+    else:
+
+        def run() -> Any:
+            with Client(odd_server, **kwargs) as client:
+                stream = client.stream("yandexgpt-lite", "hi")
+                got.extend(stream)
+                return stream.final
+
+        final = await asyncio.to_thread(run)
+    assert final is not None and final.text == "Xy" and final.model_version == "odd"
+    assert [(a.text, a.delta, a.replaced) for a in got] == [
+        ("a", "a", False),
+        ("ab", "b", False),
+        ("X", "X", True),
+        ("", "", True),
+        ("Xy", "Xy", False),
+    ]
+    unspecified, partial = AlternativeStatus.UNSPECIFIED, AlternativeStatus.PARTIAL
+    assert [a.status for a in got] == [partial, unspecified, partial, partial, AlternativeStatus.FINAL]
+
+
+def test_a_str_prompt_builds_the_same_request_as_a_user_message() -> None:
+    from yandexgpt_grpc import Client, Message
+
+    with Client("127.0.0.1:1", insecure=True, api_key="k", folder_id="b1g") as client:  # no I/O until a call
+        cfg = client._config
+        for text in ("hi", "", "  spaced\n"):
+            plain = cfg.prepare("yandexgpt-lite", text, {"max_tokens": 5}, stream=True)
+            typed = cfg.prepare("yandexgpt-lite", [Message.user(text)], {"max_tokens": 5}, stream=True)
+            assert plain.SerializeToString(deterministic=True) == typed.SerializeToString(deterministic=True)
+            assert [(m.role, m.WhichOneof("Content"), m.text) for m in plain.messages] == [("user", "text", text)]

@@ -13,8 +13,8 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
 from ._types import (
-    _STATUSES,
     ROLES,
+    STATUSES,
     Alternative,
     AlternativeStatus,
     CompletionResult,
@@ -338,7 +338,7 @@ def alternative_of(pb: common_pb2.Alternative, index: int, previous: str) -> Alt
     msg = pb.message
     text = msg.text
     value = pb.status
-    status = _STATUSES[value] if value < 6 else AlternativeStatus.UNSPECIFIED
+    status = STATUSES[value] if value < len(STATUSES) else AlternativeStatus.UNSPECIFIED
     # text and tool_call_list share a oneof: a message with text has no tool calls to look for.
     calls = tool_calls_of(msg) if not text and msg.HasField("tool_call_list") else ()
     if text.startswith(previous):

@@ -57,7 +57,8 @@ class AlternativeStatus(enum.IntEnum):
         return "ALTERNATIVE_STATUS_" + self.name
 
 
-_STATUSES: Final = tuple(AlternativeStatus)
+# Wire number -> AlternativeStatus, by index (the enum values are 0..5).
+STATUSES: Final = tuple(AlternativeStatus)
 
 
 @dataclass(frozen=True, slots=True)
