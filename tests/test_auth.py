@@ -564,3 +564,25 @@ def test_env_values_are_cleaned_and_checked() -> None:
 def test_missing_key_file_from_env(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         resolve_credentials(env={"YC_SERVICE_ACCOUNT_KEY_FILE": str(tmp_path / "absent.json")})
+
+
+async def test_only_static_credentials_offer_a_static_header(emu: Any) -> None:
+    """AsyncClient skips aauthorization() for these; anything that may refresh must not offer one."""
+    from yandexgpt_grpc import AsyncClient
+
+    assert ApiKey("k").static_authorization == ApiKey("k").authorization() == "Api-Key k"
+    assert IamToken("t").static_authorization == "Bearer t"
+    provider = IamTokenProvider(lambda: "t1")
+    assert provider.static_authorization is None
+
+    class Custom(Credentials):
+        def authorization(self) -> str:
+            return "Api-Key custom"
+
+    assert Custom().static_authorization is None
+    async with AsyncClient(emu.address, insecure=True, credentials=provider, folder_id="b1g") as client:
+        await client.complete("yandexgpt-lite", "hi")
+        await client.stream("yandexgpt-lite", "hi").get_final()
+    async with AsyncClient(emu.address, insecure=True, credentials=Custom(), folder_id="b1g") as client:
+        await client.stream("yandexgpt-lite", "hi").get_final()
+    assert [c.header("authorization") for c in emu.calls] == ["Bearer t1", "Bearer t1", "Api-Key custom"]

@@ -88,7 +88,7 @@ class AsyncClient(ClientBase):
         request_id = tries.request_id
         creds = cfg.credentials
         while True:
-            auth = await creds.aauthorization()
+            auth = creds.static_authorization or await creds.aauthorization()
             attempt_timeout = tries.start()
             md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
             call = completion(request, timeout=attempt_timeout, metadata=md)
@@ -141,7 +141,7 @@ class AsyncClient(ClientBase):
 
         async def start() -> tuple[Any, str]:
             completion = self._ensure_channel()
-            auth = await creds.aauthorization()
+            auth = creds.static_authorization or await creds.aauthorization()
             attempt_timeout = tries.start()
             md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
             return completion(request, timeout=attempt_timeout, metadata=md), auth

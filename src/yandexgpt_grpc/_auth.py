@@ -59,6 +59,10 @@ class ApiKey(Credentials):
     async def aauthorization(self) -> str:
         return self._header
 
+    @property
+    def static_authorization(self) -> str:
+        return self._header
+
 
 class IamToken(Credentials):
     """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source."""
@@ -73,6 +77,10 @@ class IamToken(Credentials):
         return self._header
 
     async def aauthorization(self) -> str:
+        return self._header
+
+    @property
+    def static_authorization(self) -> str:
         return self._header
 
 

@@ -59,6 +59,14 @@ class Credentials(abc.ABC):
         """Async twin of :meth:`authorization`; the default runs it in a worker thread."""
         return await asyncio.to_thread(self.authorization)
 
+    @property
+    def static_authorization(self) -> str | None:
+        """The header value when it never changes (no I/O, no refresh), else None.
+
+        AsyncClient uses it to skip awaiting :meth:`aauthorization` on every call.
+        """
+        return None
+
     def invalidate(self, rejected: str) -> None:  # noqa: B027 - deliberately a no-op by default
         """Tell the credential that the server refused ``rejected`` (a previous header value).
 

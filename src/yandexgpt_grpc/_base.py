@@ -216,9 +216,14 @@ class ClientConfig:
         self, method: str, timeout: Timeout, retry: RetryPolicy | NotGiven | None, *, stream: bool = False
     ) -> CallRetry:
         """The attempts of one logical call under this configuration, with a fresh request id."""
+        # Left-out arguments (nearly every call) skip the resolvers: this runs once per call.
+        if timeout is NOT_GIVEN:
+            seconds = self.stream_timeout if stream else self.timeout
+        else:
+            seconds = self.call_timeout(timeout, stream)
         return CallRetry(
-            self.policy(retry),
-            self.call_timeout(timeout, stream),
+            self.retry if retry is NOT_GIVEN else self.policy(retry),
+            seconds,
             self.credentials,
             method,
             new_request_id(),
