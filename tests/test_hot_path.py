@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import uuid
@@ -21,6 +22,23 @@ def test_request_ids_are_random_version_4_uuids() -> None:
     for rid in ids:
         u = uuid.UUID(rid)
         assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == rid
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_request_ids_differ_in_a_forked_child() -> None:
+    """Ids come from `random`, which must not replay the parent's sequence after a fork.
+
+    Forked in a fresh interpreter: this test process runs grpc threads, and forking those is unsafe.
+    """
+    code = (
+        "import os, sys; from yandexgpt_grpc._base import new_request_id\n"
+        "r, w = os.pipe(); pid = os.fork()\n"
+        "if pid == 0: os.write(w, new_request_id().encode()); os._exit(0)\n"
+        "os.close(w); mine = new_request_id(); child = os.read(r, 100).decode(); os.waitpid(pid, 0)\n"
+        "print(mine, child)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()
+    assert len(out) == 2 and all(uuid.UUID(x).version == 4 for x in out) and out[0] != out[1]
 
 
 def test_every_public_name_resolves() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from random import getrandbits
 from typing import Any, ClassVar
 
 import grpc
@@ -235,14 +236,19 @@ class ClientConfig:
         return f"{name}(endpoint={self.endpoint!r}{folder}, credentials={self.credentials!r})"
 
 
-# Hex digit -> the RFC 4122 variant digit (10xx) with the same low two bits.
-_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+# Version 4 and the RFC 4122 variant, stamped into 128 random bits.
+_UUID4_KEEP = ((1 << 128) - 1) ^ ((0xF << 76) | (0x3 << 62))
+_UUID4_STAMP = (0x4 << 76) | (0x2 << 62)
 
 
 def new_request_id() -> str:
-    """A random (version 4) UUID string, formatted by hand: a third of str(uuid.uuid4())'s cost."""
-    h = os.urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """A random (version 4) UUID string at a quarter of str(uuid.uuid4())'s cost.
+
+    The id only has to be unique, not unguessable, so it comes from `random` (no system
+    call per request); `random` reseeds itself in a forked child, so workers do not repeat.
+    """
+    h = "%032x" % (getrandbits(128) & _UUID4_KEEP | _UUID4_STAMP)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def attempt_header(attempt: int) -> tuple[tuple[str, str], ...]:
