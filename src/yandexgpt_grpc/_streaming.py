@@ -14,7 +14,7 @@ from . import _retry
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, find_header, from_rpc_error
-from ._types import STATUSES, Alternative, CompletionResult, Usage, make_alternative
+from ._types import STATUSES, Alternative, CompletionResult, Usage
 
 if TYPE_CHECKING:
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
@@ -372,13 +372,13 @@ class AsyncCompletionStream(_StreamState):
         if step is None:  # ended or closed before a first response
             return
         latest = self._alts
-        make, statuses = make_alternative, STATUSES
+        new, statuses = tuple.__new__, STATUSES
         while True:
             if resp is not None:
                 self._last = resp
                 alts = resp.alternatives
                 if len(alts) == 1:
-                    # The common case inlined (about 2 % of a fan-out): one alternative whose
+                    # The common case inlined (a few % of a fan-out): one alternative whose
                     # text extends the previous one. Anything else goes through alternative_of.
                     pb = alts[0]
                     text = pb.message.text
@@ -386,7 +386,7 @@ class AsyncCompletionStream(_StreamState):
                     previous = "" if prev is None else prev.text
                     value = pb.status
                     if text and value < len(statuses) and text.startswith(previous):
-                        alt = make(text, text[len(previous) :], statuses[value], 0, False, ())
+                        alt = new(Alternative, (text, text[len(previous) :], statuses[value], 0, False, ()))
                     else:
                         alt = alternative_of(pb, 0, previous)
                     latest[0] = alt

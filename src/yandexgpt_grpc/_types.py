@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message as _PbMessage
@@ -126,20 +126,24 @@ class Usage:
     reasoning_tokens: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Alternative:
+class Alternative(NamedTuple):
     """One candidate answer as it stood in one response.
 
     `text` is the whole text so far, as the server sent it. `delta` is what is new
     since the previous alternative of the same `index`. When the server's text does
     not extend the previous one (a content filter replaced it), `replaced` is True
     and `delta` holds the whole new text: discard what you showed before.
+
+    A NamedTuple rather than a dataclass like the other results: a stream builds one
+    per message, and a tuple is built in a single step (a frozen dataclass sets each
+    field separately, the largest part of the per-message cost). It is immutable and
+    hashable all the same; `_replace()` makes a changed copy.
     """
 
     text: str
     delta: str
     status: AlternativeStatus
-    index: int = 0
+    index: int = 0  # type: ignore[assignment]  # the field, by design, hides tuple.index()
     replaced: bool = False
     tool_calls: tuple[ToolCall, ...] = ()
 
@@ -153,36 +157,14 @@ class Alternative:
         return Message("assistant", self.text, tool_calls=self.tool_calls)
 
 
-def _alternative_maker() -> Callable[[str, str, AlternativeStatus, int, bool, tuple[ToolCall, ...]], Alternative]:
-    """A positional Alternative constructor that fills the slots directly.
-
-    The dataclass __init__ goes through object.__setattr__ per field (it is frozen);
-    every streamed message builds an Alternative, and this takes about half as long.
-    """
-    names = tuple(f.name for f in fields(Alternative))
-    if names != ("text", "delta", "status", "index", "replaced", "tool_calls"):
-        raise AssertionError(f"update _alternative_maker for Alternative's fields {names}")
-    new = object.__new__
-    set_text, set_delta, set_status, set_index, set_replaced, set_calls = (
-        getattr(Alternative, name).__set__ for name in names
-    )
-
-    def make(  # noqa: PLR0917 - positional on purpose: this runs once per streamed message
-        text: str, delta: str, status: AlternativeStatus, index: int, replaced: bool, calls: tuple[ToolCall, ...]
-    ) -> Alternative:
-        alt: Alternative = new(Alternative)
-        set_text(alt, text)
-        set_delta(alt, delta)
-        set_status(alt, status)
-        set_index(alt, index)
-        set_replaced(alt, replaced)
-        set_calls(alt, calls)
-        return alt
-
-    return make
+_new_tuple: Final = tuple.__new__
 
 
-make_alternative: Final = _alternative_maker()
+def make_alternative(  # noqa: PLR0917 - positional on purpose: this runs once per streamed message
+    text: str, delta: str, status: AlternativeStatus, index: int, replaced: bool, calls: tuple[ToolCall, ...]
+) -> Alternative:
+    """Alternative(...) without the keyword handling of the generated __new__."""
+    return _new_tuple(Alternative, (text, delta, status, index, replaced, calls))
 
 
 @dataclass(frozen=True)
