@@ -337,14 +337,12 @@ class AsyncCompletionStream(_StreamState):
     Cancelling the task that iterates it cancels the RPC too.
     """
 
-    __slots__ = ("_next", "_start")
+    __slots__ = ("_opened", "_start")
 
     def __init__(self, start: StartAsync, retry: CallRetry) -> None:
         super().__init__(retry)
         self._start = start
-        # grpc's own response iterator, stepped directly: one coroutine less per message
-        # than call.read(), which also re-checks the call's state every time.
-        self._next: Any = None
+        self._opened = False  # the current attempt has produced its first response
 
     def __aiter__(self) -> AsyncIterator[Alternative]:
         # An async generator rather than `async def __anext__`: the hot loop below resumes one
@@ -367,14 +365,24 @@ class AsyncCompletionStream(_StreamState):
             yield pending.popleft()
         if self._done or self._closed:
             return
-        resp = await self._open() if self._next is None else None
-        step = self._next
-        if step is None:  # ended or closed before a first response
-            return
+        if not self._opened:
+            resp = await self._open()
+            if resp is None:  # ended or closed before a first response
+                return
+            first = self._consume(resp)
+            if first is not None:
+                yield first
+            pending = self._pending
+            while pending:
+                yield pending.popleft()
+            if self._done or self._closed:  # close() while the caller held an alternative
+                return
         latest = self._alts
         new, statuses = tuple.__new__, STATUSES
-        while True:
-            if resp is not None:
+        try:
+            # `async for` over grpc's own response iterator: the same one _open() took the first
+            # response from, stepped without a method call per message.
+            async for resp in self._call:
                 self._last = resp
                 alts = resp.alternatives
                 if len(alts) == 1:
@@ -400,18 +408,14 @@ class AsyncCompletionStream(_StreamState):
                         yield pending.popleft()
                 if self._done or self._closed:  # close() while the caller held an alternative
                     return
-            try:
-                resp = await step()
-            except StopAsyncIteration:
-                self._end(await self._call.trailing_metadata())
+        except grpc.aio.AioRpcError as exc:
+            raise self._interrupted(exc) from exc
+        except asyncio.CancelledError:
+            if self._closed:  # aclose() from another task
                 return
-            except grpc.aio.AioRpcError as exc:
-                raise self._interrupted(exc) from exc
-            except asyncio.CancelledError:
-                if self._closed:  # aclose() from another task
-                    return
-                self._cancel()
-                raise
+            self._cancel()
+            raise
+        self._end(await self._call.trailing_metadata())
 
     async def _open(self) -> tg_pb2.CompletionResponse | None:
         """Start the call and read its first response, retrying while nothing was received."""
@@ -451,7 +455,7 @@ class AsyncCompletionStream(_StreamState):
                 self._cancel()
                 raise
             else:
-                self._next = step
+                self._opened = True
                 return resp  # type: ignore[no-any-return]
             if delay:
                 await _retry.asleep(delay)
