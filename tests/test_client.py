@@ -13,6 +13,7 @@ import pytest
 
 import yandexgpt_grpc
 from yandexgpt_grpc import (
+    Alternative,
     AlternativeStatus,
     AsyncClient,
     AsyncCompletionStream,
@@ -380,3 +381,33 @@ def test_streams_mirror_each_other() -> None:
     async_names = {n for n in dir(AsyncCompletionStream) if not n.startswith("_")}
     assert sync_names - {"close"} <= async_names
     assert {"aclose", "close"} <= async_names
+
+
+async def test_iterating_again_after_break_continues(kind: str, harness: Harness, emu: Emulator) -> None:
+    """A second loop over a held stream picks up after the last alternative given out, none twice."""
+    emu.enqueue("Completion", Reply(chunks=["a", "b", "c", "d"]))
+    stream = harness.stream("yandexgpt-lite", "hi")
+    if isinstance(stream, AsyncCompletionStream):
+        first = []
+        async for alt in stream:
+            first.append(alt)
+            if len(first) == 2:
+                break
+        rest = [alt async for alt in stream]
+        again = [alt async for alt in stream]
+    else:
+
+        def run() -> tuple[list[Alternative], list[Alternative], list[Alternative]]:
+            assert isinstance(stream, CompletionStream)
+            got = []
+            for alt in stream:
+                got.append(alt)
+                if len(got) == 2:
+                    break
+            return got, list(stream), list(stream)
+
+        first, rest, again = await asyncio.to_thread(run)
+    assert [a.delta for a in first] == ["a", "b"]
+    assert [a.delta for a in rest] == ["c", "d", ""] and rest[-1].is_final
+    assert again == [] and stream.final is not None and stream.final.text == "abcd"
+    assert not emu.calls[0].cancelled
