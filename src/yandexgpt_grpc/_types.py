@@ -136,8 +136,8 @@ class Alternative(NamedTuple):
 
     A NamedTuple rather than a dataclass like the other results: a stream builds one
     per message, and a tuple is built in a single step (a frozen dataclass sets each
-    field separately, the largest part of the per-message cost). It is immutable and
-    hashable all the same; `_replace()` makes a changed copy.
+    field separately, the largest part of the per-message cost). It is just as immutable;
+    `_replace()` makes a changed copy.
     """
 
     text: str
