@@ -9,12 +9,14 @@ import grpc
 
 from . import _retry
 from ._base import (
+    UNPARSABLE,
     ClientBase,
     MetadataInput,
     Timeout,
     attempt_header,
     completion_once,
     open_channel,
+    unparsable_error,
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
@@ -95,6 +97,8 @@ class AsyncClient(ClientBase):
             resp = None
             try:
                 resp = await call
+                if resp is UNPARSABLE:
+                    raise unparsable_error(await call.initial_metadata())
                 initial = await call.initial_metadata()
                 trailing = await call.trailing_metadata()
             except grpc.aio.AioRpcError as exc:

@@ -8,6 +8,7 @@ from random import getrandbits
 from typing import Any, ClassVar
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from ._auth import Credentials, resolve_credentials
 from ._constants import (
@@ -256,6 +257,25 @@ def attempt_header(attempt: int) -> tuple[tuple[str, str], ...]:
 
 
 _COMPLETION_PATH = "/yandex.cloud.ai.foundation_models.v1.TextGenerationService/Completion"
+# What grpc's blocking API says when it fails a call over a response it cannot parse.
+UNPARSABLE_DETAILS = "Exception deserializing response!"
+UNPARSABLE: Any = object()
+
+
+def _parse_completion(data: bytes) -> Any:
+    """CompletionResponse.FromString, but a response that does not parse comes back as UNPARSABLE.
+
+    grpc.aio hands over None both for that and for an answer without a message; this tells them apart.
+    """
+    try:
+        return tg_pb2.CompletionResponse.FromString(data)
+    except DecodeError:
+        return UNPARSABLE
+
+
+def unparsable_error(initial: Any) -> grpc.aio.AioRpcError:
+    """The INTERNAL failure the blocking API raises for an unparsable response, for grpc.aio calls."""
+    return grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, initial, grpc.aio.Metadata(), UNPARSABLE_DETAILS)
 
 
 def completion_once(channel: Any) -> Any:
@@ -268,7 +288,7 @@ def completion_once(channel: Any) -> Any:
     return channel.unary_unary(
         _COMPLETION_PATH,
         request_serializer=tg_pb2.CompletionRequest.SerializeToString,
-        response_deserializer=tg_pb2.CompletionResponse.FromString,
+        response_deserializer=_parse_completion,
     )
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _retry
+from ._base import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, find_header, from_rpc_error
@@ -383,6 +384,8 @@ class AsyncCompletionStream(_StreamState):
             # `async for` over grpc's own response iterator: the same one _open() took the first
             # response from, stepped without a method call per message.
             async for resp in self._call:
+                if resp is None:
+                    raise await self._unparsable()
                 self._last = resp
                 alts = resp.alternatives
                 if len(alts) == 1:
@@ -417,6 +420,16 @@ class AsyncCompletionStream(_StreamState):
             raise
         self._end(await self._call.trailing_metadata())
 
+    async def _unparsable(self) -> grpc.aio.AioRpcError:
+        """The error for a response grpc.aio could not parse (it hands over None for it).
+
+        The blocking API fails such a call with INTERNAL; so do we, so both clients raise the
+        same error (retried before the first response, StreamInterruptedError after it).
+        """
+        call = self._call
+        call.cancel()
+        return unparsable_error(await call.initial_metadata())
+
     async def _open(self) -> tg_pb2.CompletionResponse | None:
         """Start the call and read its first response, retrying while nothing was received."""
         retry = self._retry
@@ -431,6 +444,8 @@ class AsyncCompletionStream(_StreamState):
             limit = retry.first_response_timeout
             try:
                 resp = await (step() if limit is None else asyncio.wait_for(step(), limit))
+                if resp is None:
+                    raise await self._unparsable()
                 self._headers(await call.initial_metadata())
             except StopAsyncIteration:  # OK without a single response
                 self._headers(await call.initial_metadata())
