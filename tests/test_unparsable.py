@@ -109,3 +109,30 @@ async def test_unparsable_unary_answer_is_internal(kind: str, raw_server: Any) -
             with Client(address, **kwargs) as client:
                 await asyncio.to_thread(client.complete, "yandexgpt-lite", "hi")
     assert "deserializing" in info.value.details
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_unparsable_tokenizer_answer_is_internal(kind: str) -> None:
+    """The other unary calls (tokenize, submit, operations) share one helper per client; tokenize stands for them."""
+
+    async def tokenize(request: bytes, context: Any) -> bytes:
+        return _GARBAGE
+
+    handler = grpc.unary_unary_rpc_method_handler(tokenize)
+    server = grpc.aio.server()
+    service = "yandex.cloud.ai.foundation_models.v1.TokenizerService"
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, {"Tokenize": handler}),))
+    address = f"127.0.0.1:{server.add_insecure_port('127.0.0.1:0')}"
+    await server.start()
+    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g", "retry": None}
+    try:
+        with pytest.raises(InternalServerError) as info:
+            if kind == "async":
+                async with AsyncClient(address, **kwargs) as aclient:
+                    await aclient.tokenize("yandexgpt-lite", "hi")
+            else:
+                with Client(address, **kwargs) as client:
+                    await asyncio.to_thread(client.tokenize, "yandexgpt-lite", "hi")
+        assert "deserializing" in info.value.details
+    finally:
+        await server.stop(None)

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from . import _retry
-from ._base import ClientConfig, MetadataInput, Timeout, attempt_header
+from ._base import ClientConfig, MetadataInput, Timeout, attempt_header, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import operation_response, tokens_of, unary_result
 from ._errors import APIError, DeadlineExceededError, YandexGPTError, error_class, find_header
@@ -111,6 +111,8 @@ async def acall_unary(
             call = method()(request, timeout=attempt_timeout, metadata=md)
             try:
                 resp = await call
+                if resp is None:  # grpc.aio's sign of an answer it could not parse
+                    raise unparsable_error(await call.initial_metadata())
                 initial = await call.initial_metadata()
             except grpc.aio.AioRpcError as exc:
                 tries.failed(exc)
