@@ -95,6 +95,15 @@ class _StreamState:
                 self._pending.append(alt)
         return first
 
+    def _spill(self, resp: tg_pb2.CompletionResponse) -> Iterator[Alternative]:
+        """Every alternative of one response; those not yet taken stay queued in _pending."""
+        first = self._consume(resp)
+        if first is not None:
+            yield first
+        pending = self._pending
+        while pending:
+            yield pending.popleft()
+
     def _partial(self) -> Alternative | None:
         return self._alts.get(0)
 
@@ -370,12 +379,8 @@ class AsyncCompletionStream(_StreamState):
             resp = await self._open()
             if resp is None:  # ended or closed before a first response
                 return
-            first = self._consume(resp)
-            if first is not None:
-                yield first
-            pending = self._pending
-            while pending:
-                yield pending.popleft()
+            for alt in self._spill(resp):
+                yield alt
             if self._done or self._closed:  # close() while the caller held an alternative
                 return
         latest = self._alts
@@ -403,12 +408,8 @@ class AsyncCompletionStream(_StreamState):
                     latest[0] = alt
                     yield alt
                 else:
-                    first = self._consume(resp)
-                    if first is not None:
-                        yield first
-                    pending = self._pending
-                    while pending:
-                        yield pending.popleft()
+                    for alt in self._spill(resp):
+                        yield alt
                 if self._done or self._closed:  # close() while the caller held an alternative
                     return
         except grpc.aio.AioRpcError as exc:
