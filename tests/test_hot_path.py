@@ -170,3 +170,76 @@ def test_a_str_prompt_builds_the_same_request_as_a_user_message() -> None:
             typed = cfg.prepare("yandexgpt-lite", [Message.user(text)], {"max_tokens": 5}, stream=True)
             assert plain.SerializeToString(deterministic=True) == typed.SerializeToString(deterministic=True)
             assert [(m.role, m.WhichOneof("Content"), m.text) for m in plain.messages] == [("user", "text", text)]
+
+
+@pytest.fixture
+async def two_alt_server() -> AsyncIterator[str]:
+    """Responses with two alternatives each: the path the inlined one-alternative case skips."""
+    import grpc
+
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2_grpc as tg_grpc,
+    )
+
+    class Servicer(tg_grpc.TextGenerationServiceServicer):
+        async def Completion(self, request: Any, context: Any) -> AsyncIterator[Any]:
+            for texts, status in ((("a", "x"), 1), (("ab", "xy"), 1), (("abc", "xyz"), 3)):
+                resp = tg_pb2.CompletionResponse(model_version="two")
+                for text in texts:
+                    alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
+                    alt.message.role = "assistant"
+                    alt.message.text = text
+                yield resp
+
+    server = grpc.aio.server()
+    tg_grpc.add_TextGenerationServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_stream_with_two_alternatives_per_response(kind: str, two_alt_server: str) -> None:
+    """Each response yields index 0 then 1; a break between them loses nothing on the next loop."""
+    from yandexgpt_grpc import AsyncClient, Client
+
+    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g"}
+    if kind == "async":
+        async with AsyncClient(two_alt_server, **kwargs) as aclient:
+            stream = aclient.stream("yandexgpt-lite", "hi")
+            got = []
+            async for alt in stream:  # stop after the first alternative of the second response
+                got.append(alt)
+                if len(got) == 3:
+                    break
+            got += [alt async for alt in stream]
+            final = stream.final
+    else:
+
+        def run() -> Any:
+            with Client(two_alt_server, **kwargs) as client:
+                stream = client.stream("yandexgpt-lite", "hi")
+                items = []
+                for alt in stream:
+                    items.append(alt)
+                    if len(items) == 3:
+                        break
+                items += list(stream)
+                return items, stream.final
+
+        got, final = await asyncio.to_thread(run)
+    assert [(a.index, a.text, a.delta) for a in got] == [
+        (0, "a", "a"),
+        (1, "x", "x"),
+        (0, "ab", "b"),
+        (1, "xy", "y"),
+        (0, "abc", "c"),
+        (1, "xyz", "z"),
+    ]
+    assert final is not None and [a.text for a in final.alternatives] == ["abc", "xyz"]
