@@ -145,6 +145,8 @@ class ObjectStore:
         self._requests: list[StoreRequest] = []
         self._uploads: list[StoredUpload] = []
         self._seq = 0
+        self._in_flight = 0
+        self._peak_in_flight = 0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -320,11 +322,23 @@ class ObjectStore:
             self._delays.clear()
             self._requests.clear()
             self._uploads.clear()
+            self._peak_in_flight = self._in_flight
 
     @property
     def requests(self) -> list[StoreRequest]:
         with self._lock:
             return list(self._requests)
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests served at once (since start or :meth:`reset`): shows parallel uploads."""
+        with self._lock:
+            return self._peak_in_flight
+
+    def _enter(self, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+            self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
 
     @property
     def uploads(self) -> list[StoredUpload]:
@@ -446,6 +460,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "bytes_received": 0,
         }
+        store._enter(1)
         try:
             key, params = store._check(method, split.path, split.query)
             self._entry["key"] = key
@@ -464,6 +479,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (_Dropped, OSError):  # scripted, or the client went away mid-request
             self.close_connection = True
             self._log(0)
+        finally:
+            store._enter(-1)
 
     def _log(self, status: int) -> None:
         """Record the request before answering it, so a client that saw the answer sees the record."""
