@@ -209,7 +209,11 @@ def _id_key(value: Any) -> str:
 
 
 def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
-    items: list[_Item] = []
+    return list(_iter_input(path, problems))
+
+
+def _iter_input(path: PathLike, problems: list[BatchProblem]) -> Iterator[_Item]:
+    """The valid input lines one by one (the cloud runner streams them); problems are appended."""
     seen: dict[str, int] = {}
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, 1):
@@ -251,8 +255,7 @@ def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
             except (TypeError, ValueError) as exc:
                 problems.append(BatchProblem(lineno, str(exc)))
                 continue
-            items.append(_Item(lineno, item_id, obj["messages"], model, options))
-    return items
+            yield _Item(lineno, item_id, obj["messages"], model, options)
 
 
 def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool) -> set[str]:
