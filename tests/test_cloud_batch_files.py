@@ -373,3 +373,31 @@ def test_without_pyarrow_the_error_names_the_extra(tmp_path: Path, monkeypatch: 
     assert str(info.value) == PYARROW_MISSING
     # converting IN needs no pyarrow
     os.unlink(convert_input(src, dest_dir=tmp_path).path)
+
+
+def test_ids_cost_disk_not_memory(tmp_path: Path) -> None:
+    """The duplicate-id check and the index keep ids in SQLite: memory stays flat as lines grow."""
+
+    def peaks(lines: int) -> tuple[int, int]:
+        src = tmp_path / f"in{lines}.jsonl"
+        with open(src, "w", encoding="utf-8") as f:
+            for i in range(lines):
+                f.write(json.dumps({"id": f"request-{i:08d}-{'x' * 40}", "messages": "q"}) + "\n")
+        tracemalloc.start()
+        try:
+            conv = convert_input(src, dest_dir=tmp_path)
+            _, convert_peak = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            with RequestIndex.build(src, tmp_path / f"index{lines}.sqlite"):
+                _, index_peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        os.unlink(conv.path)
+        assert conv.count == lines
+        return convert_peak, index_peak
+
+    small, large = peaks(500), peaks(5000)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".ids")]  # the scratch id store is gone
+    # 4 500 more such ids in a dict would take ~600 kB; the line-number array takes 4 bytes a line
+    assert large[0] - small[0] < 150_000, (small, large)
+    assert large[1] - small[1] < 150_000, (small, large)

@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -212,9 +212,15 @@ def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
     return list(_iter_input(path, problems))
 
 
-def _iter_input(path: PathLike, problems: list[BatchProblem]) -> Iterator[_Item]:
-    """The valid input lines one by one (the cloud runner streams them); problems are appended."""
-    seen: dict[str, int] = {}
+def _iter_input(
+    path: PathLike, problems: list[BatchProblem], seen: MutableMapping[str, int] | None = None
+) -> Iterator[_Item]:
+    """The valid input lines one by one (the cloud runner streams them); problems are appended.
+
+    `seen` (id -> first line) may live on disk, so a file of millions of ids needs no memory for them.
+    """
+    if seen is None:
+        seen = {}
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():

@@ -27,7 +27,7 @@ import os
 import sqlite3
 import tempfile
 from array import array
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,41 @@ __all__ = [
 CLOUD_OPTIONS = frozenset({"temperature", "max_tokens", "reasoning_mode", "response_format"})
 PYARROW_MISSING = "reading the batch engine's results needs pyarrow: pip install 'yandexgpt-grpc[batch]'"
 _SHOWN = 5  # lines named per group in an error message
+
+
+class _DiskIds(MutableMapping[str, int]):
+    """The input reader's id -> first line map, in SQLite: a million ids cost disk, not memory."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        db.execute("CREATE TABLE IF NOT EXISTS seen (id_key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("DELETE FROM seen")
+
+    def __getitem__(self, key: str) -> int:
+        row = self._db.execute("SELECT line FROM seen WHERE id_key = ?", (key,)).fetchone()
+        if row is None:
+            raise KeyError(key)
+        return int(row[0])
+
+    def __setitem__(self, key: str, line: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO seen (id_key, line) VALUES (?, ?)", (key, line))
+
+    def __delitem__(self, key: str) -> None:
+        if not self._db.execute("DELETE FROM seen WHERE id_key = ?", (key,)).rowcount:
+            raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (row[0] for row in self._db.execute("SELECT id_key FROM seen"))
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM seen").fetchone()[0])
+
+
+def _scratch_db(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    return db
 
 
 def request_key(turns: list[tuple[str, str]]) -> bytes:
@@ -86,7 +121,7 @@ class ConvertedInput:
     model: str | None
     options: dict[str, Any]
     problems: list[BatchProblem] = field(default_factory=list)
-    in_lines: array[int] = field(default_factory=lambda: array("q"))
+    in_lines: array[int] = field(default_factory=lambda: array("I"))
 
     def in_line(self, converted_line: int) -> int | None:
         """IN's line number for a 1-based line of the converted file (None when out of range)."""
@@ -117,23 +152,28 @@ def convert_input(
             f"it takes {', '.join(sorted(CLOUD_OPTIONS))}"
         )
     problems: list[BatchProblem] = []
-    in_lines: array[int] = array("q")
+    in_lines: array[int] = array("I")
     # canonical options (with the model) -> the lines that have them, in IN order
     groups: dict[str, list[int]] = {}
     group_sizes: dict[str, int] = {}
     group_values: dict[str, tuple[str | None, dict[str, Any]]] = {}
     refused: dict[str, list[int]] = {}
+    default_key = _canonical({"model": model, "options": defaults})
     size = 0
     fd, path = tempfile.mkstemp(prefix="yandexgpt-batch-", suffix=".jsonl", dir=dest_dir)
+    ids = _scratch_db(path + ".ids")
     try:
-        with os.fdopen(fd, "wb") as out:
-            for item in _iter_input(in_path, problems):
+        with os.fdopen(fd, "wb") as out, ids:
+            for item in _iter_input(in_path, problems, _DiskIds(ids)):
                 for name in item.options:
                     if name not in CLOUD_OPTIONS:
                         refused.setdefault(name, []).append(item.line)
-                effective = {**defaults, **item.options}
-                line_model = item.model if item.model is not None else model
-                key = _canonical({"model": line_model, "options": effective})
+                if item.options or item.model is not None:
+                    effective = {**defaults, **item.options}
+                    line_model = item.model if item.model is not None else model
+                    key = _canonical({"model": line_model, "options": effective})
+                else:  # the common line: nothing of its own
+                    effective, line_model, key = defaults, model, default_key
                 if key not in groups:
                     groups[key] = []
                     group_sizes[key] = 0
@@ -167,6 +207,9 @@ def convert_input(
     except BaseException:
         os.unlink(path)
         raise
+    finally:
+        ids.close()
+        os.unlink(path + ".ids")
     [(line_model, effective)] = group_values.values()
     return ConvertedInput(path, size, len(in_lines), line_model, effective, problems, in_lines)
 
@@ -244,9 +287,7 @@ class RequestIndex:
 
     def __init__(self, db_path: PathLike) -> None:
         self.path = os.fspath(db_path)
-        self._db = sqlite3.connect(self.path)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
+        self._db = _scratch_db(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS req (key BLOB NOT NULL, id_key TEXT NOT NULL UNIQUE, "
             "line INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, taken INTEGER NOT NULL DEFAULT 0)"
@@ -257,7 +298,10 @@ class RequestIndex:
     def build(cls, in_path: PathLike, db_path: PathLike) -> RequestIndex:
         """Index every valid line of IN (problems were reported when IN was converted)."""
         index = cls(db_path)
-        rows = ((request_key(_turns(item.messages)), _id_key(item.id), item.line) for item in _iter_input(in_path, []))
+        rows = (
+            (request_key(_turns(item.messages)), _id_key(item.id), item.line)
+            for item in _iter_input(in_path, [], _DiskIds(index._db))
+        )
         with index._db:
             index._db.execute("DELETE FROM req")
             index._db.executemany("INSERT INTO req (key, id_key, line) VALUES (?, ?, ?)", rows)
