@@ -247,3 +247,48 @@ def test_every_stub_imports_our_package_not_the_upstream_one() -> None:
 @pytest.mark.parametrize("key", ["source", "url", "ref", "commit", "protoc", "entry_protos"])
 def test_source_json_has_provenance_keys(key: str) -> None:
     assert key in _source()
+
+
+# ---------------------------------------------------------------------------- type stubs
+
+_PROBE = """
+import grpc
+from yandexgpt_grpc._generated.yandex.cloud.operation import operation_service_pb2 as ops_pb2
+from yandexgpt_grpc._generated.yandex.cloud.operation import operation_service_pb2_grpc as ops_grpc
+
+
+def probe(channel: grpc.Channel) -> None:
+    stub = ops_grpc.OperationServiceStub(channel)
+    reveal_type(stub)
+    stub.Gett
+    ops_pb2.GetOperationRequest(operation_idd="x")
+    ops_pb2.GetOperationRequest().HasField("operation_id")
+    ops_grpc.add_OperationServiceServicer_to_server(object(), None)
+"""
+
+
+def test_mypy_reads_the_generated_stubs_with_the_project_config(tmp_path: Path) -> None:
+    """The hand-written modules see real stub types, not Any (make lint relies on it)."""
+    pytest.importorskip("mypy", reason="mypy (the [dev] extra) is not installed")
+    probe = tmp_path / "probe.py"
+    probe.write_text(_PROBE, encoding="utf-8")
+    config = ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mypy", *config, "--no-error-summary", "--hide-error-context", str(probe)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    found = {
+        (int(m.group(1)), m.group(2))
+        for m in re.finditer(r"^probe\.py:(\d+): (?:error|note): .*?(?:\[([a-z-]+)\]|Revealed type)", proc.stdout, re.M)
+    }
+    out = proc.stdout
+    assert f'Revealed type is "{PACKAGE}.yandex.cloud.operation.operation_service_pb2_grpc.OperationServiceStub"' in out
+    assert (10, "attr-defined") in found, out  # a misspelled method of a service stub
+    assert (11, "call-arg") in found, out  # a misspelled field of a message
+    assert (12, "arg-type") in found, out  # HasField takes Literal names: a scalar without presence is none
+    assert (13, "arg-type") in found, out  # the servicer's type is checked
+    assert len([line for line in out.splitlines() if ": error:" in line]) == 4, out
