@@ -52,6 +52,9 @@ ENTRY_PROTOS = (
     "yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service.proto",
     "yandex/cloud/operation/operation_service.proto",
     "yandex/cloud/iam/v1/iam_token_service.proto",
+    # The batch inference engine: datasets in and out, and the tasks themselves.
+    "yandex/cloud/ai/dataset/v1/dataset_service.proto",
+    "yandex/cloud/ai/batch_inference/v1/batch_inference_service.proto",
 )
 
 # Imports under these prefixes come from installed packages at run time and
