@@ -19,6 +19,9 @@ generator gives both kinds of .pyi the same import style, and its message stubs
 are the stricter ones (HasField/ClearField/WhichOneof take Literal field names,
 message fields are read-only properties, enums are typed values), which is what
 lets mypy catch a misspelled field in the hand-written transport code.
+Version 5.x rather than 3.7.0 (the last that runs on protobuf 6.31): 3.x names
+other modules by dotted path inside stub bodies, which the import-line rewrite
+cannot move, and types every service stub as a Generic over its callables.
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ DEFAULT_PROTO = ROOT / "proto"
 DEFAULT_URL = "https://github.com/yandex-cloud/cloudapi"
 GRPCIO_TOOLS_VERSION = "1.76.0"
 MYPY_PROTOBUF_VERSION = "5.1.0"
+# mypy-protobuf 5.1.0 ships its own gencode (extensions_pb2) from protobuf 6.32.1: the
+# plugin dies on an older runtime. Only the generator needs it; the vendored code's
+# runtime floor (from grpcio-tools 1.76.0) stays protobuf 6.31.1.
+MYPY_PROTOBUF_NEEDS_PROTOBUF = "6.32.1"
 PLUGINS = ("protoc-gen-mypy", "protoc-gen-mypy_grpc")
 
 # What the package uses; everything else is found by following imports.
@@ -169,11 +176,16 @@ def check_toolchain(installed: str | None = None) -> str:
     return installed
 
 
-def check_mypy_protobuf(installed: str | None = None) -> str:
-    """Return the mypy-protobuf version, or fail unless it is the pinned one.
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
+def check_mypy_protobuf(installed: str | None = None, protobuf: str | None = None) -> str:
+    """Return the mypy-protobuf version, or fail unless it is the pinned one on a protobuf it runs on.
 
     Its output (the .pyi files) is vendored, so another version would make
-    check-stubs fail with a diff that says nothing about the cause.
+    check-stubs fail with a diff that says nothing about the cause. installed and
+    protobuf override the lookups (tests use them to fake other versions).
     """
     hint = f"pip install 'mypy-protobuf=={MYPY_PROTOBUF_VERSION}' (or pip install -e '.[regen]')"
     if installed is None:
@@ -185,6 +197,14 @@ def check_mypy_protobuf(installed: str | None = None) -> str:
         raise RegenError(
             f"wrong toolchain: mypy-protobuf {installed} is installed but the stubs are pinned to "
             f"{MYPY_PROTOBUF_VERSION}: {hint}"
+        )
+    if protobuf is None:
+        protobuf = importlib.metadata.version("protobuf")
+    if _version_tuple(protobuf) < _version_tuple(MYPY_PROTOBUF_NEEDS_PROTOBUF):
+        raise RegenError(
+            f"wrong toolchain: mypy-protobuf {installed} needs protobuf>={MYPY_PROTOBUF_NEEDS_PROTOBUF} to run "
+            f"but protobuf {protobuf} is installed (the stubs' runtime floor is unaffected): "
+            f"pip install 'protobuf>={MYPY_PROTOBUF_NEEDS_PROTOBUF},<7' (or pip install -e '.[regen]')"
         )
     return installed
 

@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -420,6 +421,24 @@ def test_wrong_mypy_protobuf_message() -> None:
     assert "mypy-protobuf 3.6.0 is installed" in message
     assert f"mypy-protobuf=={SCRIPT.MYPY_PROTOBUF_VERSION}" in message
     assert SCRIPT.check_mypy_protobuf(SCRIPT.MYPY_PROTOBUF_VERSION) == SCRIPT.MYPY_PROTOBUF_VERSION
+
+
+def test_mypy_protobuf_on_too_old_a_protobuf_is_refused_before_protoc_runs() -> None:
+    pin = SCRIPT.MYPY_PROTOBUF_VERSION
+    with pytest.raises(SCRIPT.RegenError) as info:
+        SCRIPT.check_mypy_protobuf(pin, protobuf="6.31.1")
+    message = str(info.value)
+    assert f"mypy-protobuf {pin} needs protobuf>={SCRIPT.MYPY_PROTOBUF_NEEDS_PROTOBUF}" in message
+    assert "protobuf 6.31.1 is installed" in message
+    assert SCRIPT.check_mypy_protobuf(pin, protobuf=SCRIPT.MYPY_PROTOBUF_NEEDS_PROTOBUF) == pin
+    assert SCRIPT.check_mypy_protobuf(pin, protobuf="6.33.6") == pin
+
+
+def test_the_regen_extra_holds_the_generators_protobuf_need() -> None:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    regen = re.search(r"^regen = \[([^\]]*)\]", text, re.M)
+    assert regen
+    assert f'"protobuf>={SCRIPT.MYPY_PROTOBUF_NEEDS_PROTOBUF}"' in regen.group(1)
 
 
 @needs_toolchain
