@@ -245,10 +245,10 @@ class Emulator:
             self._loop = asyncio.get_running_loop()
             self._stop_event = asyncio.Event()
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-            tg_grpc.add_TextGenerationServiceServicer_to_server(_TextGeneration(self), server)
-            tg_grpc.add_TextGenerationAsyncServiceServicer_to_server(_AsyncTextGeneration(self), server)
-            tg_grpc.add_TokenizerServiceServicer_to_server(_Tokenizer(self), server)
-            operation_service_pb2_grpc.add_OperationServiceServicer_to_server(_Operations(self), server)
+            tg_grpc.add_TextGenerationServiceServicer_to_server(_TextGeneration(self), server)  # type: ignore[arg-type]
+            tg_grpc.add_TextGenerationAsyncServiceServicer_to_server(_AsyncTextGeneration(self), server)  # type: ignore[arg-type]
+            tg_grpc.add_TokenizerServiceServicer_to_server(_Tokenizer(self), server)  # type: ignore[arg-type]
+            operation_service_pb2_grpc.add_OperationServiceServicer_to_server(_Operations(self), server)  # type: ignore[arg-type]
             for add in self._extra_services:
                 add(server, self)
             target = (
