@@ -129,6 +129,12 @@ class Emulator:
     :meth:`add_iam_token` / :meth:`remove_iam_token` (and the API-key twins) adjust this at run
     time, e.g. for an IAM service passed in ``extra_services``.
 
+    Models: a model URI must be ``gpt://<folder>/<name>[/latest|/rc|/deprecated]`` (a fine-tuned
+    ``.../<version>@<suffix>`` too) or ``ds://...``, and ``<name>`` one of ``models`` (default: the
+    public model list, :data:`DEFAULT_MODELS`); anything else is answered ``INVALID_ARGUMENT``
+    ``invalid model_uri`` like the real API does. ``models=None`` accepts any name. A message with
+    empty text is refused too (``INVALID_ARGUMENT``).
+
     ``tls`` is ``(cert_chain_pem, private_key_pem)`` or ``(cert_chain_pem, private_key_pem,
     root_ca_pem)``; the optional third item only feeds :attr:`root_certificates`.
     """
@@ -145,9 +151,13 @@ class Emulator:
         unix_socket: str | None = None,
         model_version: str = "emulator-1.0",
         extra_services: Iterable[ExtraService] = (),
+        models: Iterable[str] | None = _model.DEFAULT_MODELS,
     ) -> None:
         if tls is not None and len(tls) not in (2, 3):
             raise ValueError("tls must be (cert_chain_pem, private_key_pem[, root_ca_pem])")
+        if isinstance(models, str):
+            raise TypeError("models must be a list of model names (or None for any), not a str")
+        self.models: frozenset[str] | None = None if models is None else frozenset(models)
         self.host = host
         self.folder_id = folder_id
         self.model_version = model_version
@@ -503,7 +513,7 @@ class Emulator:
     def _validate_completion(self, call: CapturedCall) -> None:
         self._validate(
             call,
-            lambda: _model.validate_request(call.request, call.header("x-folder-id"), self.folder_id),
+            lambda: _model.validate_request(call.request, call.header("x-folder-id"), self.folder_id, self.models),
         )
 
     # -- responses ----------------------------------------------------------------------------
@@ -713,7 +723,9 @@ class Emulator:
         request = rpc.call.request
         self._validate(
             rpc.call,
-            lambda: _model.validate_model_uri(request.model_uri, rpc.call.header("x-folder-id"), self.folder_id),
+            lambda: _model.validate_model_uri(
+                request.model_uri, rpc.call.header("x-folder-id"), self.folder_id, self.models
+            ),
         )
         await self._apply_reply_envelope(rpc, self._pop("Tokenize"))
         await rpc.send_initial()
