@@ -306,3 +306,9 @@ def test_busy_port_is_one_line_and_exit_2() -> None:
         line = run_refused("--port", str(port))
     assert line.startswith("python -m yandexgpt_grpc.testing: ")
     assert f"port {port} is in use (" in line
+
+
+def test_unassignable_address_is_one_line() -> None:
+    """192.0.2.1 (TEST-NET-1) is never a local address; grpc's C-core log lines must not show."""
+    line = run_refused("--host", "192.0.2.1")
+    assert "cannot listen on 192.0.2.1:0 (" in line

@@ -143,14 +143,18 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _port_in_use(host: str, port: int) -> str | None:
-    """Why ``host:port`` cannot be bound (checked before grpc, which logs and raises), or None."""
-    if port == 0:
-        return None
+def _cannot_bind(host: str, port: int) -> str | None:
+    """The one-line refusal when ``host:port`` cannot be bound, else None.
+
+    Checked before grpc binds, because grpc's own failure comes with C-core log lines. Binding one
+    of the host's addresses is enough (grpc does the same: ``localhost`` without IPv6 is fine).
+    """
+    where = f"{host}:{port}"
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError as exc:
-        return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+        return f"cannot listen on {where} ({exc.strerror or exc})"
+    errors: list[OSError] = []
     for family, kind, proto, _, addr in infos:
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpc does
@@ -158,8 +162,10 @@ def _port_in_use(host: str, port: int) -> str | None:
                 probe.bind(addr)
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    return f"port {port} is in use ({host}:{port}: pick another --port, or 0 for a free one)"
-                return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+                    return f"port {port} is in use ({where}: pick another --port, or 0 for a free one)"
+                errors.append(exc)
+    if errors and len(errors) == len(infos):
+        return f"cannot listen on {where} ({errors[0].strerror or errors[0]})"
     return None
 
 
@@ -213,9 +219,9 @@ def _serve(args: argparse.Namespace, workdir: list[str]) -> int:
     except (ScriptError, _Refusal) as exc:
         return _fail(str(exc))
     if not args.unix_socket:
-        busy = _port_in_use(args.host, args.port)
-        if busy:
-            return _fail(busy)
+        refusal = _cannot_bind(args.host, args.port)
+        if refusal:
+            return _fail(refusal)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
