@@ -240,8 +240,8 @@ def _bad(kind: str) -> tg_pb2.CompletionRequest:
 @pytest.mark.parametrize(
     ("kind", "fragment"),
     [
-        ("missing_uri", "model_uri is required"),
-        ("bad_uri", "gpt://<folder_id>/<model>"),
+        ("missing_uri", "invalid model_uri"),
+        ("bad_uri", "invalid model_uri"),
         ("empty_messages", "messages must not be empty"),
         ("unknown_role", "unknown role 'bot'"),
         ("temperature_high", "temperature must be within [0, 1]"),

@@ -69,7 +69,9 @@ PACKAGE = {
 }
 
 TESTING = {
+    "DEFAULT_MODELS",
     "METHODS",
+    "MODEL_VERSIONS",
     "CapturedCall",
     "Emulator",
     "Fault",

@@ -29,6 +29,26 @@ __all__ = [
     "validate_request",
 ]
 
+#: Text-generation model names of the public model list ("Common instance models") of Yandex
+#: Cloud AI Studio, https://yandex.cloud/en/docs/ai-studio/concepts/generation/models (source:
+#: yandex-cloud/docs, en/ai-studio/concepts/generation/models.md), as read on 2026-12-01.
+#: ``art://`` image models are not text-generation models and are left out.
+DEFAULT_MODELS: tuple[str, ...] = (
+    "yandexgpt-lite",
+    "yandexgpt",
+    "llama-lite",
+    "llama",
+    "qwen3-235b-a22b-fp8",
+    "gpt-oss-120b",
+    "gpt-oss-20b",
+    "gemma-3-27b-it",
+)
+#: Model branches of that page's "Model lifecycle"; the API uses ``latest`` when the URI has none.
+MODEL_VERSIONS: tuple[str, ...] = ("latest", "rc", "deprecated")
+#: The details the real API answers a model URI it does not know (or cannot parse) with.
+INVALID_MODEL_URI = "invalid model_uri"
+
+
 FINAL = 3
 TRUNCATED_FINAL = 2
 TOOL_CALLS = 5
@@ -36,7 +56,9 @@ _TOOL_CHOICE_REQUIRED = 3
 _REASONING_ENABLED_HIDDEN = 2
 
 _TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])", re.UNICODE)
-_GPT_URI_RE = re.compile(r"^gpt://([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")
+# gpt://<folder>/<name>[/<version>[@<fine-tuning suffix>]]: the docs' form of base models, the short
+# form without a version (the docs: "/latest is used by default") and fine-tuned models.
+_GPT_URI_RE = re.compile(r"^gpt://([^/\s@]+)/([^/\s@]+)(?:/([^/\s@]+)(?:@([^/\s@]+))?)?$")
 _DS_URI_RE = re.compile(r"^ds://[^/\s]+(?:/[^\s]*)?$")
 _ROLES = ("system", "user", "assistant")
 
@@ -84,18 +106,26 @@ def input_texts(request: Any) -> list[str]:
     return [message_text(m) for m in request.messages]
 
 
-def validate_model_uri(uri: str, header_folder: str | None, folder_id: str | None) -> None:
-    """Check a model URI and its folder against the ``x-folder-id`` header and the emulator's."""
-    if not uri:
-        raise ValidationError("model_uri is required, e.g. gpt://<folder_id>/yandexgpt-lite/latest")
+def validate_model_uri(
+    uri: str,
+    header_folder: str | None,
+    folder_id: str | None,
+    models: frozenset[str] | None = None,
+) -> None:
+    """Check a model URI (its name against ``models``; ``None`` accepts any) and its folder.
+
+    An empty, malformed or unknown URI gets exactly the real API's details ``invalid model_uri``.
+    """
     if _DS_URI_RE.match(uri):
         return
     m = _GPT_URI_RE.match(uri)
     if m is None:
-        raise ValidationError(
-            f"invalid model_uri {uri!r}: expected gpt://<folder_id>/<model>[/<version>] or ds://<deployment>"
-        )
-    folder = m.group(1)
+        raise ValidationError(INVALID_MODEL_URI)
+    folder, name, version = m.group(1), m.group(2), m.group(3)
+    if version is not None and version not in MODEL_VERSIONS:
+        raise ValidationError(INVALID_MODEL_URI)
+    if models is not None and name not in models:
+        raise ValidationError(INVALID_MODEL_URI)
     if header_folder and header_folder != folder:
         raise ValidationError(f"folder of model_uri ({folder}) does not match the x-folder-id header ({header_folder})")
     if folder_id and folder_id != folder:
@@ -104,9 +134,19 @@ def validate_model_uri(uri: str, header_folder: str | None, folder_id: str | Non
         )
 
 
-def validate_request(request: Any, header_folder: str | None, folder_id: str | None) -> None:
-    """Reject what the real API rejects with INVALID_ARGUMENT, with a message saying why."""
-    validate_model_uri(request.model_uri, header_folder, folder_id)
+def validate_request(
+    request: Any,
+    header_folder: str | None,
+    folder_id: str | None,
+    models: frozenset[str] | None = None,
+) -> None:
+    """Reject what the real API rejects with INVALID_ARGUMENT, with a message saying why.
+
+    Only ``invalid model_uri`` is the real API's wording; the public API reference documents
+    neither the code nor the text of the other refusals (empty messages or text, roles, option
+    ranges), so they all use INVALID_ARGUMENT with a message of ours.
+    """
+    validate_model_uri(request.model_uri, header_folder, folder_id, models)
     if not request.messages:
         raise ValidationError("messages must not be empty: send at least one user message")
     for i, message in enumerate(request.messages):
@@ -114,6 +154,11 @@ def validate_request(request: Any, header_folder: str | None, folder_id: str | N
             raise ValidationError(
                 f"messages[{i}].role: unknown role {message.role!r}; expected one of {', '.join(_ROLES)}"
             )
+        # The real API refuses a message without text (an empty prompt) rather than answering it;
+        # whitespace only counts as empty. Tool calls/results carry no text and are not checked.
+        kind = message.WhichOneof("Content")
+        if kind is None or (kind == "text" and not message.text.strip()):
+            raise ValidationError(f"messages[{i}].text is empty: every message needs text (or tool calls/results)")
     options = request.completion_options
     if options.HasField("temperature"):
         t = options.temperature.value
