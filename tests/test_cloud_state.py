@@ -45,6 +45,7 @@ def test_every_step_round_trips(tmp_path: Path, src: Path) -> None:
     state.upload_size = 123_456_789
     state.upload_part_size = 32 << 20
     state.upload_parts = {2: '"etag2"', 1: '"etag1"'}
+    state.upload_urls = ["http://store/1?sig=a", "http://store/2?sig=b"]
     state.upload_done = True
     state.validation_operation_id = "op-val"
     state.dataset_ready = True
@@ -60,6 +61,7 @@ def test_every_step_round_trips(tmp_path: Path, src: Path) -> None:
     assert on_disk["upload_parts"] == {"1": '"etag1"', "2": '"etag2"'}
     assert on_disk["fingerprint"]["in_sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.jsonl.cloud-state.json"]
+    assert os.stat(file.path).st_mode & 0o777 == 0o600  # it may hold presigned URLs
 
 
 def test_a_crash_while_saving_leaves_the_previous_state(

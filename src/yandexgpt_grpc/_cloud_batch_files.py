@@ -80,7 +80,8 @@ class _DiskIds(MutableMapping[str, int]):
 
 
 def _scratch_db(path: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path)
+    # One user at a time, but the asyncio driver runs each step in whichever worker thread is free.
+    db = sqlite3.connect(path, check_same_thread=False)
     db.execute("PRAGMA journal_mode=OFF")
     db.execute("PRAGMA synchronous=OFF")
     return db
@@ -290,8 +291,10 @@ class RequestIndex:
         self._db = _scratch_db(self.path)
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS req (key BLOB NOT NULL, id_key TEXT NOT NULL UNIQUE, "
-            "line INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, taken INTEGER NOT NULL DEFAULT 0)"
+            "line INTEGER NOT NULL, pos INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0, "
+            "taken INTEGER NOT NULL DEFAULT 0)"
         )
+        self._db.execute("CREATE INDEX IF NOT EXISTS req_pos ON req (pos)")
         self._db.execute("CREATE INDEX IF NOT EXISTS req_key ON req (key, taken)")
 
     @classmethod
@@ -299,12 +302,12 @@ class RequestIndex:
         """Index every valid line of IN (problems were reported when IN was converted)."""
         index = cls(db_path)
         rows = (
-            (request_key(_turns(item.messages)), _id_key(item.id), item.line)
-            for item in _iter_input(in_path, [], _DiskIds(index._db))
+            (request_key(_turns(item.messages)), _id_key(item.id), item.line, pos)
+            for pos, item in enumerate(_iter_input(in_path, [], _DiskIds(index._db)), 1)
         )
         with index._db:
             index._db.execute("DELETE FROM req")
-            index._db.executemany("INSERT INTO req (key, id_key, line) VALUES (?, ?, ?)", rows)
+            index._db.executemany("INSERT INTO req (key, id_key, line, pos) VALUES (?, ?, ?, ?)", rows)
         return index
 
     def close(self) -> None:
@@ -355,6 +358,17 @@ class RequestIndex:
             return None
         self._db.execute("UPDATE req SET taken = 1 WHERE rowid = ?", (row[0],))
         return json.loads(row[1]), bool(row[2])
+
+    def take_line(self, pos: int) -> tuple[Any, bool] | None:
+        """The id on line `pos` of the converted file (the engine's numbering), unless a row took it."""
+        row = self._db.execute("SELECT rowid, id_key, done FROM req WHERE pos = ? AND taken = 0", (pos,)).fetchone()
+        if row is None:
+            return None
+        self._db.execute("UPDATE req SET taken = 1 WHERE rowid = ?", (row[0],))
+        return json.loads(row[1]), bool(row[2])
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM req").fetchone()[0])
 
     def unanswered(self) -> Iterator[tuple[Any, int]]:
         """(id, IN line) of inputs no row answered and OUT has no line for, in IN order."""

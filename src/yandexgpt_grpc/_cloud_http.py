@@ -163,7 +163,8 @@ class HttpTransfer:
         """Upload every part not in `done` (part number -> ETag), up to `max_workers` at once.
 
         `on_part(number, etag)` runs in the calling thread as each part finishes, so a caller can
-        save its progress. The first part that fails for good stops the others and is raised.
+        save its progress. When a part fails for good no further part starts, the parts in
+        flight finish (and are reported), then the first failure is raised.
         Returns every (part number, ETag), in part order, for the multipart completion.
         """
         if len(urls) != len(parts):
@@ -177,19 +178,29 @@ class HttpTransfer:
             return self._retrying(lambda: self._put_once(url, source, part.offset, part.length, stop), stop)
 
         pool = ThreadPoolExecutor(max_workers=min(self.max_workers, max(len(todo), 1)), thread_name_prefix="upload")
+        failure: BaseException | None = None
         try:
             pending: dict[Future[str], Part] = {pool.submit(send, url, part): part for url, part in todo}
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
                 for future in finished:
                     part = pending.pop(future)
-                    etag = future.result()  # raises the part's error; `finally` stops the rest
+                    error = future.exception()
+                    if error is not None:
+                        if failure is None:  # start no more parts; let those in flight finish and count
+                            failure = error
+                            for queued in [f for f in pending if f.cancel()]:
+                                pending.pop(queued)
+                        continue
+                    etag = future.result()
                     etags[part.number] = etag
                     if on_part is not None:
                         on_part(part.number, etag)
         finally:
-            stop.set()
+            stop.set()  # only still set when we leave early (an interrupt, or on_part raised)
             pool.shutdown(wait=True, cancel_futures=True)
+        if failure is not None:
+            raise failure
         return sorted(etags.items())
 
     def get_file(self, url: str, dest: str | os.PathLike[str]) -> int:

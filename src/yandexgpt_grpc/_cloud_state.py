@@ -67,10 +67,15 @@ class CloudState:
 
     fingerprint: Fingerprint
     in_path: str = ""
+    # The BatchCompletionRequest (JSON, without the dataset) made from IN's model and options.
+    batch_request: str | None = None
     dataset_id: str | None = None
     upload_size: int | None = None  # bytes of the converted file
     upload_part_size: int | None = None  # None: a single PUT
     upload_parts: dict[int, str] = field(default_factory=dict)  # part number -> ETag
+    # Presigned part URLs, kept so a rerun can finish the same multipart upload: they are
+    # bearer tokens until they expire, hence the state file's 0600 mode.
+    upload_urls: list[str] = field(default_factory=list)
     upload_done: bool = False
     validation_operation_id: str | None = None
     dataset_ready: bool = False
@@ -154,7 +159,8 @@ class StateFile:
         """Replace the state file atomically: a crash leaves the old state or the new one."""
         tmp = self.path + ".tmp"
         data = json.dumps(state.to_json(), ensure_ascii=False, indent=1, sort_keys=False) + "\n"
-        with open(tmp, "w", encoding="utf-8") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -316,6 +316,12 @@ class BatchEngine:
                 return "each message needs a role (system, user, assistant) and a text"
         return ""
 
+    def validation_of(self, dataset_id: str) -> str | None:
+        """The id of the dataset's (last) validation operation, if it had one."""
+        with self._lock:
+            ops = [o.id for o in self._ops.values() if o.kind == "validate" and o.target == dataset_id]
+        return ops[-1] if ops else None
+
     def _advance_dataset(self, ds: EngineDataset) -> None:
         if ds.status != "VALIDATING":
             return

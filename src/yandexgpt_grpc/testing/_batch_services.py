@@ -324,7 +324,11 @@ class _Datasets(_Base):
         return await self._unimplemented("GetPreview", request, context)
 
     async def ListOperationsIds(self, request: Any, context: Any) -> Any:
-        return await self._unimplemented("ListOperationsIds", request, context)
+        def body(rpc: _Rpc) -> Any:
+            found = {ds: op for ds in request.dataset_id if (op := self._engine.validation_of(ds)) is not None}
+            return ds_pb2.ListOperationsIdsResponse(dataset_id_to_operation_id=found)
+
+        return await self._run("Dataset.ListOperationsIds", request, context, body)
 
 
 class _BatchCompletion(_Base):
