@@ -132,6 +132,7 @@ class CloudBatchSummary:
     """What a cloud run did. `missing`: valid inputs with no line in OUT (neither answer nor error)."""
 
     task_id: str | None = None
+    operation_id: str | None = None
     status: str = ""
     total: int = 0
     succeeded: int = 0
@@ -182,8 +183,13 @@ def cloud_run(
     part_size: int = DEFAULT_PART_SIZE,
     on_progress: Callable[[str, int, int], None] | None = None,
     dataset_name: str | None = None,
+    follow: bool = True,
 ) -> Run:
-    """The whole run as steps; returns a CloudBatchSummary. See the module docstring."""
+    """The whole run as steps; returns a CloudBatchSummary. See the module docstring.
+
+    With `follow=False` the run ends once the task has started (`summary.task_id` and
+    `summary.operation_id` name it): `batch_jobs.submit` hands the task to a job handle.
+    """
     opts = dict(options or {})
     uri = model_uri(model, folder_id)
     folder = folder_id or (uri.split("/")[2] if uri.startswith("gpt://") else "")
@@ -273,6 +279,9 @@ def cloud_run(
             state.task_id = _unpack(op.metadata, tg_pb2.BatchCompletionMetadata).task_id
         yield save()
     summary.task_id = state.task_id
+    summary.operation_id = state.batch_operation_id
+    if not follow:
+        return summary
 
     task = yield from _follow(state, polls, on_progress)
     summary.status = _status_name(task.status)
