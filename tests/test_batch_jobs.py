@@ -54,9 +54,8 @@ class Jobs:
     def __init__(self, kind: str, client: Client | AsyncClient) -> None:
         self.kind = kind
         self.client = client
-        self.jobs: BatchJobs | AsyncBatchJobs = (
-            AsyncBatchJobs(client, poll=FAST) if isinstance(client, AsyncClient) else BatchJobs(client, poll=FAST)
-        )
+        self.jobs: BatchJobs | AsyncBatchJobs = client.batch_jobs
+        self.jobs.poll = FAST
 
     async def call(self, target: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         attr = getattr(type(target), name, None)
@@ -174,6 +173,17 @@ async def test_bad_input_is_refused_before_any_call(jobs: Jobs, emu: Emulator, t
     with pytest.raises(ValueError, match="has no request to send"):
         await jobs.call(jobs.jobs, "submit", empty)
     assert not [c for c in emu.calls if c.method.startswith("Dataset.")]
+
+
+async def test_batch_jobs_is_one_object_per_client_and_needs_an_open_client(jobs: Jobs) -> None:
+    assert jobs.client.batch_jobs is jobs.jobs
+    assert isinstance(jobs.jobs, AsyncBatchJobs if jobs.kind == "async" else BatchJobs)
+    if isinstance(jobs.client, AsyncClient):
+        await jobs.client.close()
+    else:
+        jobs.client.close()
+    with pytest.raises(RuntimeError, match="is closed"):
+        _ = jobs.client.batch_jobs
 
 
 def test_the_sync_and_async_faces_mirror_each_other() -> None:

@@ -60,6 +60,9 @@ if TYPE_CHECKING:
     )
     from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
+    from ._cloud_batch import CloudBatchError, CloudBatchSummary
+    from ._cloud_http import ObjectStorageError
+    from ._cloud_jobs import AsyncBatchJob, AsyncBatchJobs, BatchJob, BatchJobs, JobState
     from ._operations import AsyncOperation, Operation, OperationTimeoutError
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
     from ._tools import FunctionTool, function_tool
@@ -82,6 +85,14 @@ _LAZY = {
     "arun_batch": "_batch",
     "run_batch": "_batch",
     "Client": "_client",
+    "CloudBatchError": "_cloud_batch",
+    "CloudBatchSummary": "_cloud_batch",
+    "ObjectStorageError": "_cloud_http",
+    "AsyncBatchJob": "_cloud_jobs",
+    "AsyncBatchJobs": "_cloud_jobs",
+    "BatchJob": "_cloud_jobs",
+    "BatchJobs": "_cloud_jobs",
+    "JobState": "_cloud_jobs",
     "AsyncOperation": "_operations",
     "Operation": "_operations",
     "OperationTimeoutError": "_operations",
@@ -100,14 +111,20 @@ __all__ = [
     "Alternative",
     "AlternativeStatus",
     "ApiKey",
+    "AsyncBatchJob",
+    "AsyncBatchJobs",
     "AsyncClient",
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchJob",
+    "BatchJobs",
     "BatchProblem",
     "BatchSummary",
     "CancelledError",
     "Client",
+    "CloudBatchError",
+    "CloudBatchSummary",
     "CompletionResult",
     "CompletionStream",
     "Credentials",
@@ -121,10 +138,12 @@ __all__ = [
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidArgumentError",
+    "JobState",
     "Message",
     "MessageTooLargeError",
     "MetadataService",
     "NotFoundError",
+    "ObjectStorageError",
     "Operation",
     "OperationTimeoutError",
     "OutOfRangeError",

@@ -33,6 +33,7 @@ from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._cloud_jobs import AsyncBatchJobs
     from ._convert import GenerationOptions
 
 
@@ -248,6 +249,18 @@ class AsyncClient(ClientBase):
                 channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=True)
             stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
         return stub
+
+    @property
+    def batch_jobs(self) -> AsyncBatchJobs:
+        """The platform's batch engine: whole JSONL files answered on Yandex's fleet (AsyncBatchJobs)."""
+        if self._closed:
+            raise RuntimeError("this AsyncClient is closed")
+        jobs: AsyncBatchJobs | None = getattr(self, "_batch_jobs", None)
+        if jobs is None:
+            from ._cloud_jobs import AsyncBatchJobs  # loaded on first use: most programs never need it
+
+            jobs = self._batch_jobs = AsyncBatchJobs(self)
+        return jobs
 
     async def close(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""
