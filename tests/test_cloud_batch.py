@@ -356,3 +356,32 @@ async def test_the_async_driver_runs_the_same_steps(batch: BatchEngineService, e
         )
     assert summary.ok
     assert_all_answered(out, 150)
+
+
+def test_ctrl_c_while_the_task_runs_leaves_it_running_and_a_rerun_reattaches(
+    driver: Driver, batch: BatchEngineService, tmp_path: Path
+) -> None:
+    src, out = write_in(tmp_path, 50), tmp_path / "out.jsonl"
+
+    def interrupt(call: str, moment: str, count: int) -> None:
+        if (call, moment) == ("tasks.Describe", "before"):
+            raise KeyboardInterrupt
+
+    driver.crash = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        run(driver, src, out)
+    saved = json.loads(Path(StateFile(out).path).read_text())
+    assert saved["task_id"] == batch.engine.tasks[0].id
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".jsonl"] == ["in.jsonl"]  # no converted file left
+    driver.crash = None
+    assert run(driver, src, out).ok
+    assert len(batch.engine.tasks) == 1
+    assert_all_answered(out, 50)
+
+
+def test_lines_over_the_engines_limit_are_named_by_in_line(emu: Emulator, tmp_path: Path) -> None:
+    src = write_in(tmp_path, 5, lambda i: "long " * 100 if i == 3 else f"question {i}")
+    with BatchEngineService(max_line_bytes=200) as b2, Emulator(extra_services=[b2]) as e2:
+        with grpc.insecure_channel(e2.address) as channel:
+            with pytest.raises(CloudBatchError, match="input line 4: format error: line is longer than 200 bytes"):
+                run(Driver(channel), src, tmp_path / "out.jsonl")

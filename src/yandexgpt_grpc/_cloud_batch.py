@@ -533,6 +533,9 @@ def drive(run: Run, unary: Callable[[Rpc], Any], sleep: Callable[[float], None] 
                 sleep(step.seconds)
         except Exception as exc:  # handed to the run, which decides; it re-raises what it does not expect
             error = exc
+        except BaseException:  # Ctrl-C: the run's cleanup (temporary files, OUT) happens now, not at GC
+            run.close()
+            raise
 
 
 async def adrive(
@@ -558,3 +561,6 @@ async def adrive(
                 await sleep(step.seconds)
         except Exception as exc:
             error = exc
+        except BaseException:  # cancelled, or Ctrl-C
+            run.close()
+            raise
