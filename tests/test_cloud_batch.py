@@ -26,7 +26,7 @@ from yandexgpt_grpc._cloud_batch import (
     cloud_run,
     drive,
 )
-from yandexgpt_grpc._cloud_http import HttpTransfer
+from yandexgpt_grpc._cloud_http import HttpTransfer, ObjectStorageError
 from yandexgpt_grpc._cloud_state import StateFile
 from yandexgpt_grpc._errors import from_rpc_error
 from yandexgpt_grpc._generated.yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2_grpc as bi_grpc
@@ -127,12 +127,12 @@ def run(driver: Driver, src: Path, out: Path, **kwargs: Any) -> CloudBatchSummar
     return result
 
 
-def assert_all_answered(out: Path, n: int) -> None:
+def assert_all_answered(out: Path, n: int, text: Callable[[int], str] = lambda i: f"question {i}") -> None:
     lines = out_lines(out)
     assert sorted(x["id"] for x in lines) == list(range(n))
     for x in lines:
         assert list(x) == ["id", "text", "status", "usage", "model_version"]
-        assert x["text"] == f'You said: "question {x["id"]}". This is the emulator answering.'
+        assert x["text"] == f'You said: "{text(x["id"]).strip()}". This is the emulator answering.'
 
 
 def test_a_thousand_prompts_through_the_engine(driver: Driver, batch: BatchEngineService, tmp_path: Path) -> None:
@@ -222,35 +222,27 @@ def test_a_crash_while_writing_out_keeps_every_line_once(
     assert len(batch.engine.tasks) == 1
 
 
-def test_multipart_upload_with_a_part_failing_once(driver: Driver, batch: BatchEngineService, tmp_path: Path) -> None:
-    src = write_in(tmp_path, 6000, lambda i: f"question {i} " + "padding " * 250)  # ~12 MB converted
-    out = tmp_path / "out.jsonl"
-    batch.store.fail(500, part=2)
-    summary = run(driver, src, out, multipart_threshold=5 << 20, part_size=5 << 20)
-    assert summary.ok
-    assert len(out_lines(out)) == 6000
-    [upload] = batch.store.uploads
-    assert upload.parts == 3
-    assert [r.status for r in batch.store.requests if r.method == "PUT" and r.part == 2] == [500, 200]
-    assert batch.store.peak_in_flight >= 1
-
-
-def test_a_crash_during_multipart_resends_only_the_missing_parts(
+def test_multipart_parts_are_retried_and_a_rerun_sends_only_the_missing_ones(
     driver: Driver, batch: BatchEngineService, tmp_path: Path
 ) -> None:
-    src = write_in(tmp_path, 6000, lambda i: f"question {i} " + "padding " * 250)
+    src = write_in(tmp_path, 3000, lambda i: f"question {i} " + "padding " * 250)  # ~6 MB: parts of 5 + 1 MiB
     out = tmp_path / "out.jsonl"
-    batch.store.fail(503, part=3, times=10)  # part 3 fails for good: the run stops
-    with pytest.raises(Exception, match="HTTP 503"):
-        run(driver, src, out, multipart_threshold=5 << 20, part_size=5 << 20)
+    sizes = {"multipart_threshold": 5 << 20, "part_size": 5 << 20}
+    batch.store.fail(503, part=2, times=3)  # part 2 fails for good (3 attempts): the run stops
+    with pytest.raises(ObjectStorageError, match="HTTP 503"):
+        run(driver, src, out, **sizes)
     saved = json.loads(Path(StateFile(out).path).read_text())
-    assert sorted(saved["upload_parts"]) == ["1", "2"]
+    assert list(saved["upload_parts"]) == ["1"]  # part 1 finished and was saved
+    assert batch.store.uploads == []
     batch.store.reset()
-    summary = run(driver, src, out, multipart_threshold=5 << 20, part_size=5 << 20)
+    batch.store.fail(500, part=2)  # once: retried
+    summary = run(driver, src, out, **sizes)
     assert summary.ok
-    assert sorted(r.part for r in batch.store.requests if r.method == "PUT") == [3]
+    assert_all_answered(out, 3000, lambda i: f"question {i} " + "padding " * 250)
+    assert [(r.part, r.status) for r in batch.store.requests if r.method == "PUT"] == [(2, 500), (2, 200)]
     assert driver.calls.count("datasets.StartMultipartUploadDraft") == 1
-    assert len(batch.store.uploads) == 1
+    [upload] = batch.store.uploads
+    assert upload.parts == 2
 
 
 def test_validation_failure_is_reported_at_the_in_line(
