@@ -195,9 +195,13 @@ def convert_input(
                 f"it takes {', '.join(sorted(CLOUD_OPTIONS))}"
             )
         if len(groups) > 1:
-            described = "; ".join(
-                f"{_lines(lines, group_sizes[key])}: {_describe(*group_values[key])}" for key, lines in groups.items()
-            )
+            one_model = len({m for m, _ in group_values.values()}) == 1  # then naming it is noise
+            parts = []
+            for key, lines in groups.items():
+                group_model, group_options = group_values[key]
+                shown = _describe(None if one_model else group_model, group_options)
+                parts.append(f"{_lines(lines, group_sizes[key])}: {shown}")
+            described = "; ".join(parts)
             raise ValueError(
                 "one cloud batch task has one model and one set of options, but the lines of IN differ: "
                 f"{described}. Give every line the same model and options (or none, and pass them to the call)"

@@ -26,6 +26,7 @@ from ._async_client import AsyncClient
 from ._auth import resolve_credentials
 from ._auth_base import Credentials, CredentialsError
 from ._batch import BatchProblem, arun_batch
+from ._cloud_cli import add_batch_jobs_parser, add_cloud_flags, batch_jobs, cloud_batch
 from ._errors import APIError, IncompleteStreamError, YandexGPTError
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, AlternativeStatus, CompletionResult, Message
@@ -71,7 +72,7 @@ _BY_CODE = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_UNAVAILABLE,
 }
 
-_COMMANDS = ("complete", "tokenize", "submit", "operation", "batch")
+_COMMANDS = ("complete", "tokenize", "submit", "operation", "batch", "batch-jobs")
 
 
 class UsageError(Exception):
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", default=None, help="always draw the progress bar")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
+    add_cloud_flags(p)
+    add_batch_jobs_parser(sub, [conn], fmt, EXIT_CODES_HELP)
     return parser
 
 
@@ -514,8 +517,12 @@ async def _batch(args: argparse.Namespace, client: AsyncClient, err: TextIO) -> 
 async def _run(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     with _client_args(args) as kwargs:
         async with AsyncClient(**kwargs) as client:
+            if args.command == "batch" and args.cloud:
+                return await cloud_batch(args, client, args.model or DEFAULT_MODEL, _options(args), err)
             if args.command == "batch":
                 return await _batch(args, client, err)
+            if args.command == "batch-jobs":
+                return await batch_jobs(args, client, out, err)
             if args.command == "tokenize":
                 return await _tokenize(args, client, stdin, out)
             if args.command == "submit":

@@ -315,14 +315,15 @@ class ObjectStore:
         with self._lock:
             self._delays.append(_Delay(method, part, seconds))
 
-    def reset(self) -> None:
-        """Forget faults, delays and records (stored objects stay)."""
+    def reset(self, *, records: bool = True) -> None:
+        """Forget faults and delays, and the records unless `records=False` (stored objects stay)."""
         with self._lock:
             self._faults.clear()
             self._delays.clear()
-            self._requests.clear()
-            self._uploads.clear()
-            self._peak_in_flight = self._in_flight
+            if records:
+                self._requests.clear()
+                self._uploads.clear()
+                self._peak_in_flight = self._in_flight
 
     @property
     def requests(self) -> list[StoreRequest]:
