@@ -331,6 +331,39 @@ class ChatYandexGPT(BaseChatModel):
                     yield chunk
             yield state.last(await stream.get_final())
 
+    # LangChain's event protocol (stream_events(version="v3"), v2 callback handlers) has what chunk
+    # merging lacks: a block's finish event carries its authoritative text, which replaces the
+    # deltas. These hooks (langchain-core 1.8+ calls them; older versions never do) send the
+    # text as it finally stood, so a replaced text ends the message alone.
+
+    def _stream_chat_model_events(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[Any]:
+        from langchain_core.language_models._compat_bridge import chunks_to_events
+
+        text = _FinalText()
+        chunks = text.track(self._stream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        for event in chunks_to_events(chunks):
+            yield text.settle(event)
+
+    async def _astream_chat_model_events(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        from langchain_core.language_models._compat_bridge import achunks_to_events
+
+        text = _FinalText()
+        chunks = text.atrack(self._astream(messages, stop=stop, run_manager=run_manager, **kwargs))
+        async for event in achunks_to_events(chunks):
+            yield text.settle(event)
+
     # -- tools and structured output ---------------------------------------------------------
 
     def bind_tools(
@@ -534,6 +567,35 @@ def _chat_result(result: CompletionResult, model: str) -> ChatResult:
         response_metadata=_metadata(result, model),
     )
     return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": model})
+
+
+class _FinalText:
+    """The text as it stands after each chunk (a replaced text starts over), for finish events."""
+
+    __slots__ = ("text",)
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def _see(self, chunk: ChatGenerationChunk) -> None:
+        content = chunk.message.content
+        delta = content if isinstance(content, str) else _text(content, "chunk", strict=False)
+        self.text = delta if chunk.message.response_metadata.get("replaced") else self.text + delta
+
+    def track(self, chunks: Iterator[ChatGenerationChunk]) -> Iterator[ChatGenerationChunk]:
+        for chunk in chunks:
+            self._see(chunk)
+            yield chunk
+
+    async def atrack(self, chunks: AsyncIterator[ChatGenerationChunk]) -> AsyncIterator[ChatGenerationChunk]:
+        async for chunk in chunks:
+            self._see(chunk)
+            yield chunk
+
+    def settle(self, event: Any) -> Any:
+        if event.get("event") == "content-block-finish" and event.get("content", {}).get("type") == "text":
+            return {**event, "content": {**event["content"], "text": self.text}}
+        return event
 
 
 class _StreamChunks:
