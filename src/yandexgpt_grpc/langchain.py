@@ -271,7 +271,7 @@ class ChatYandexGPT(BaseChatModel):
                     options[key] = value
             elif key not in ("model", "stream", "ls_structured_output_format"):
                 raise TypeError(f"ChatYandexGPT got an unexpected argument {key!r}; options: {sorted(_OPTIONS)}")
-        return str(model), to_messages(messages), options
+        return str(model), _to_messages(messages), options
 
     def _generate(
         self,
@@ -480,7 +480,7 @@ def _text(content: Any, where: str, *, strict: bool) -> str:
     return "".join(parts)
 
 
-def to_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+def _to_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     """LangChain messages as ours; consecutive ToolMessages become one turn of tool results."""
     out: list[Message] = []
     names: dict[str, str] = {}  # tool_call_id -> tool name, from the assistant's calls
