@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -13,20 +14,17 @@ from ._base import (
     ClientBase,
     MetadataInput,
     Timeout,
-    attempt_header,
     completion_once,
     open_channel,
     unparsable_error,
 )
-from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
-from ._errors import IncompleteStreamError, find_header
+from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
-from ._operations import AsyncOperation, acall_unary, tokens_result
-from ._retry import RetryPolicy
+from ._operations import AsyncOperation, acall_unary
+from ._retry import CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
@@ -34,6 +32,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._convert import GenerationOptions
+    from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
 
 
 class AsyncClient(ClientBase):
@@ -84,42 +85,37 @@ class AsyncClient(ClientBase):
         """One request, one answer: waits for the whole text."""
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
+        return await self._completion_call(request, cfg.attempts("Completion", timeout, retry, metadata))
+
+    def _completion_call(
+        self,
+        request: tg_pb2.CompletionRequest,
+        tries: CallRetry,
+        before: Callable[[], Awaitable[object]] | None = None,
+        on_error: Callable[[Any], object] | None = None,
+    ) -> Awaitable[CompletionResult]:
+        """complete() for a built request (arun_batch comes in here with its rate limiter's hooks)."""
         self._ensure_channel()
-        completion = self._completion_once
-        tries = cfg.attempts("Completion", timeout, retry)
-        request_id = tries.request_id
-        creds = cfg.credentials
-        while True:
-            auth = creds.static_authorization or await creds.aauthorization()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            call = completion(request, timeout=attempt_timeout, metadata=md)
-            resp = None
-            try:
-                resp = await call
-                if resp is UNPARSABLE:
-                    raise unparsable_error(await call.initial_metadata())
-                initial = await call.initial_metadata()
-                trailing = await call.trailing_metadata()
-            except grpc.aio.AioRpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth, responded=resp is not None)
-                if delay is None:
-                    raise tries.failure(exc) from exc
-                if delay:
-                    await _retry.asleep(delay)
-                continue
-            except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
-                call.cancel()
-                raise
-            tries.finished(grpc.StatusCode.OK, initial)
-            rid = find_header(initial, HEADER_REQUEST_ID)
-            if resp is None:
-                raise IncompleteStreamError(
-                    "the server answered without a response message", partial=None, request_id=rid
-                )
-            trace_id = find_header(initial, HEADER_TRACE_ID)
-            return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+        return _retry.acall(tries, self._complete_attempt, request, before, on_error)
+
+    async def _complete_attempt(
+        self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
+    ) -> CompletionResult:
+        """One attempt of complete(): Completion called as a unary RPC (see completion_once)."""
+        call = self._completion_once(request, timeout=timeout, metadata=md)
+        try:
+            resp = await call
+            if resp is UNPARSABLE:
+                raise unparsable_error(await call.initial_metadata())
+            initial = await call.initial_metadata()
+            trailing = await call.trailing_metadata()
+        except grpc.RpcError:
+            raise
+        except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
+            call.cancel()
+            raise
+        tries.finished(grpc.StatusCode.OK, initial)
+        return completion_answer(resp, initial, trailing)
 
     def stream(
         self,
@@ -139,18 +135,12 @@ class AsyncClient(ClientBase):
             raise RuntimeError("this AsyncClient is closed")
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
-        tries = cfg.attempts("Completion(stream)", timeout, retry, stream=True)
-        request_id = tries.request_id
-        creds = cfg.credentials
+        tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
+        return AsyncCompletionStream(self._stream_call, request, tries)
 
-        async def start() -> tuple[Any, str]:
-            completion = self._ensure_channel()
-            auth = creds.static_authorization or await creds.aauthorization()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            return completion(request, timeout=attempt_timeout, metadata=md), auth
-
-        return AsyncCompletionStream(start, tries)
+    def _stream_call(self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata) -> Any:
+        """Start one attempt of a stream, creating the channel on first use in this loop."""
+        return self._ensure_channel()(request, timeout=timeout, metadata=md)
 
     async def submit(
         self,
@@ -173,15 +163,14 @@ class AsyncClient(ClientBase):
             timeout=timeout,
             metadata=metadata,
             retry=retry,
-            authorize=self._config.credentials.aauthorization,
         )
-        return AsyncOperation(pb.id, cfg, self._operations, cfg.credentials.aauthorization, pb=pb, initial=initial)
+        return AsyncOperation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> AsyncOperation:
         """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
         if self._closed:
             raise RuntimeError("this AsyncClient is closed")
-        return AsyncOperation(operation_id, self._config, self._operations, self._config.credentials.aauthorization)
+        return AsyncOperation(operation_id, self._config, self._operations)
 
     async def tokenize(
         self,
@@ -202,9 +191,8 @@ class AsyncClient(ClientBase):
             timeout=timeout,
             metadata=metadata,
             retry=retry,
-            authorize=self._config.credentials.aauthorization,
         )
-        return tokens_result(resp, initial)
+        return tokens_answer(resp, initial)
 
     async def tokenize_messages(
         self,
@@ -226,9 +214,8 @@ class AsyncClient(ClientBase):
             timeout=timeout,
             metadata=metadata,
             retry=retry,
-            authorize=self._config.credentials.aauthorization,
         )
-        return tokens_result(resp, initial)
+        return tokens_answer(resp, initial)
 
     def _stub(self, factory: Any) -> Any:
         self._ensure_channel()

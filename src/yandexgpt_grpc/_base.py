@@ -18,7 +18,6 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     ENV_ENDPOINT,
     ENV_FOLDER_ID,
-    HEADER_ATTEMPT,
     HEADER_AUTHORIZATION,
     HEADER_CLIENT_REQUEST_ID,
     HEADER_DATA_LOGGING,
@@ -215,7 +214,13 @@ class ClientConfig:
         return resolve_policy(retry, self.retry)
 
     def attempts(
-        self, method: str, timeout: Timeout, retry: RetryPolicy | NotGiven | None, *, stream: bool = False
+        self,
+        method: str,
+        timeout: Timeout,
+        retry: RetryPolicy | NotGiven | None,
+        metadata: MetadataInput = None,
+        *,
+        stream: bool = False,
     ) -> CallRetry:
         """The attempts of one logical call under this configuration, with a fresh request id."""
         # Left-out arguments (nearly every call) skip the resolvers: this runs once per call.
@@ -230,6 +235,8 @@ class ClientConfig:
             method,
             new_request_id(),
             stream=stream,
+            config=self,
+            metadata=metadata,
         )
 
     def describe(self, name: str) -> str:
@@ -250,10 +257,6 @@ def new_request_id() -> str:
     """
     h = "%032x" % (getrandbits(128) & _UUID4_KEEP | _UUID4_STAMP)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def attempt_header(attempt: int) -> tuple[tuple[str, str], ...]:
-    return ((HEADER_ATTEMPT, str(attempt)),) if attempt > 1 else ()
 
 
 _COMPLETION_PATH = "/yandex.cloud.ai.foundation_models.v1.TextGenerationService/Completion"

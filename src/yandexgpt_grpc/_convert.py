@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from google.protobuf import json_format
 
+from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
+from ._errors import IncompleteStreamError, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
@@ -370,6 +372,19 @@ def unary_result(
 ) -> CompletionResult:
     alts = tuple(alternative_of(a, i, "") for i, a in enumerate(resp.alternatives))
     return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)
+
+
+def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trailing: Any) -> CompletionResult:
+    """complete()'s result from the answer and its headers; an answer without a message is incomplete."""
+    rid = find_header(initial, HEADER_REQUEST_ID)
+    if resp is None:
+        raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
+    trace_id = find_header(initial, HEADER_TRACE_ID)
+    return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+
+
+def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:
+    return tokens_of(resp, find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID))
 
 
 def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:

@@ -7,19 +7,19 @@ request, one response, with the same retries, deadlines and auth refresh as `com
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from . import _retry
-from ._base import ClientConfig, MetadataInput, Timeout, attempt_header, unparsable_error
+from ._base import ClientConfig, MetadataInput, Timeout, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import operation_response, tokens_of, unary_result
+from ._convert import operation_response, unary_result
 from ._errors import APIError, DeadlineExceededError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
-from ._retry import RetryPolicy
-from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
+from ._retry import CallRetry, RetryPolicy
+from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
 __all__ = [
     "AsyncOperation",
@@ -27,7 +27,6 @@ __all__ = [
     "OperationTimeoutError",
     "acall_unary",
     "call_unary",
-    "tokens_result",
 ]
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -53,36 +52,25 @@ def call_unary(
     request: Any,
     *,
     name: str,
-    authorize: Callable[[], str],
     timeout: Timeout = NOT_GIVEN,
     metadata: MetadataInput = None,
     retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
     operation_id: str | None = None,
 ) -> tuple[Any, Any]:
-    """(response, initial metadata) of a unary RPC under the rules of `complete()` (CallRetry).
+    """(response, initial metadata) of a unary RPC, through the retry driver (`_retry.call`).
 
     `method()` gives the stub callable, so the channel behind it is made on first use.
     """
-    tries = cfg.attempts(name, timeout, retry)
-    request_id = tries.request_id
+    tries = cfg.attempts(name, timeout, retry, metadata)
+
+    def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
+        resp, call = method().with_call(request, timeout=timeout, metadata=md)
+        initial = call.initial_metadata()
+        tries.finished(grpc.StatusCode.OK, initial)
+        return resp, initial
+
     try:
-        while True:
-            auth = authorize()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            try:
-                resp, call = method().with_call(request, timeout=attempt_timeout, metadata=md)
-            except grpc.RpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth)
-                if delay is None:
-                    raise tries.failure(exc) from exc
-                if delay:
-                    _retry.sleep(delay)
-                continue
-            initial = call.initial_metadata()
-            tries.finished(grpc.StatusCode.OK, initial)
-            return resp, initial
+        return _retry.call(tries, attempt, request)
     except APIError as err:
         err.operation_id = err.operation_id or operation_id
         raise
@@ -94,39 +82,31 @@ async def acall_unary(
     request: Any,
     *,
     name: str,
-    authorize: Callable[[], Awaitable[str]],
     timeout: Timeout = NOT_GIVEN,
     metadata: MetadataInput = None,
     retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
     operation_id: str | None = None,
 ) -> tuple[Any, Any]:
-    """The asyncio twin of `call_unary`; task cancellation cancels the RPC."""
-    tries = cfg.attempts(name, timeout, retry)
-    request_id = tries.request_id
+    """The asyncio twin of `call_unary` (`_retry.acall`); task cancellation cancels the RPC."""
+    tries = cfg.attempts(name, timeout, retry, metadata)
+
+    async def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
+        call = method()(request, timeout=timeout, metadata=md)
+        try:
+            resp = await call
+            if resp is None:  # grpc.aio's sign of an answer it could not parse
+                raise unparsable_error(await call.initial_metadata())
+            initial = await call.initial_metadata()
+        except grpc.RpcError:
+            raise
+        except BaseException:  # task cancelled, or worse: do not leave the RPC running
+            call.cancel()
+            raise
+        tries.finished(grpc.StatusCode.OK, initial)
+        return resp, initial
+
     try:
-        while True:
-            auth = await authorize()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            call = method()(request, timeout=attempt_timeout, metadata=md)
-            try:
-                resp = await call
-                if resp is None:  # grpc.aio's sign of an answer it could not parse
-                    raise unparsable_error(await call.initial_metadata())
-                initial = await call.initial_metadata()
-            except grpc.aio.AioRpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth)
-                if delay is None:
-                    raise tries.failure(exc) from exc
-                if delay:
-                    await _retry.asleep(delay)
-                continue
-            except BaseException:  # task cancelled, or worse: do not leave the RPC running
-                call.cancel()
-                raise
-            tries.finished(grpc.StatusCode.OK, initial)
-            return resp, initial
+        return await _retry.acall(tries, attempt, request)
     except APIError as err:
         err.operation_id = err.operation_id or operation_id
         raise
@@ -138,14 +118,13 @@ async def acall_unary(
 class _OperationBase:
     """State shared by Operation and AsyncOperation: the last Operation message seen."""
 
-    __slots__ = ("_authorize", "_cfg", "_id", "_initial", "_pb", "_stubs")
+    __slots__ = ("_cfg", "_id", "_initial", "_pb", "_stubs")
 
     def __init__(
         self,
         operation_id: str,
         cfg: ClientConfig,
         stubs: Callable[[], Any],
-        authorize: Callable[[], Any],
         *,
         pb: Any = None,
         initial: Any = None,
@@ -155,7 +134,6 @@ class _OperationBase:
         self._id = operation_id.strip()
         self._cfg = cfg
         self._stubs = stubs
-        self._authorize = authorize
         self._pb = pb
         self._initial = initial
 
@@ -275,7 +253,6 @@ class Operation(_OperationBase):
             request,
             name="OperationService.Get",
             timeout=_rpc_timeout(self._cfg, timeout, deadline),
-            authorize=self._authorize,
             operation_id=self._id,
         )
         self._update(pb, initial)
@@ -320,7 +297,6 @@ class Operation(_OperationBase):
             request,
             name="OperationService.Cancel",
             timeout=timeout,
-            authorize=self._authorize,
             operation_id=self._id,
         )
         self._update(pb, initial)
@@ -344,7 +320,6 @@ class AsyncOperation(_OperationBase):
             request,
             name="OperationService.Get",
             timeout=_rpc_timeout(self._cfg, timeout, deadline),
-            authorize=self._authorize,
             operation_id=self._id,
         )
         self._update(pb, initial)
@@ -389,11 +364,6 @@ class AsyncOperation(_OperationBase):
             request,
             name="OperationService.Cancel",
             timeout=timeout,
-            authorize=self._authorize,
             operation_id=self._id,
         )
         self._update(pb, initial)
-
-
-def tokens_result(resp: Any, initial: Any) -> TokenizeResult:
-    return tokens_of(resp, find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID))
