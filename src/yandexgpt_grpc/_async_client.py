@@ -24,6 +24,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 from ._operations import AsyncOperation, acall_unary
+from ._public import public
 from ._retry import CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
@@ -251,3 +252,6 @@ class AsyncClient(ClientBase):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+public(AsyncClient)

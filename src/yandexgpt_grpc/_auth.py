@@ -27,6 +27,7 @@ from ._auth_base import (
 from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
 from ._auth_sa import ServiceAccountKey
 from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
+from ._public import public
 
 __all__ = [
     "ApiKey",
@@ -222,3 +223,6 @@ def resolve_credentials(
 
 #: Alias under the name users of other cloud SDKs look for.
 default_credentials = resolve_credentials
+
+
+public(ApiKey, IamToken, IamTokenProvider)

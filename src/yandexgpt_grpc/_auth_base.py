@@ -14,28 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from ._errors import YandexGPTError
-
-if TYPE_CHECKING:
-    import grpc
+from ._errors import CredentialsError  # its home is _errors; importable from here as before
+from ._public import public
 
 __all__ = ["Clock", "Credentials", "CredentialsError", "RefreshingCredentials", "Token"]
 
 Clock = Callable[[], float]
 logger = logging.getLogger("yandexgpt_grpc.auth")
-
-
-class CredentialsError(YandexGPTError):
-    """A token source could not produce a token (exchange refused, metadata service down, …).
-
-    ``code`` is the gRPC status of a failed IAM exchange, when there was one.
-    """
-
-    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Credentials(abc.ABC):
@@ -313,3 +300,6 @@ def _wrap(source: str, exc: Exception) -> CredentialsError:
     err = CredentialsError(f"could not obtain a token from {source}: {type(exc).__name__}")
     err.__cause__ = exc
     return err
+
+
+public(Credentials)

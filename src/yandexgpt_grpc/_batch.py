@@ -23,6 +23,7 @@ import grpc
 from ._async_client import AsyncClient
 from ._convert import _OPTION_NAMES, build_request, normalize_messages
 from ._errors import APIError, YandexGPTError, rpc_code
+from ._public import public
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
@@ -502,3 +503,6 @@ def run_batch(
             )
 
     return asyncio.run(main())
+
+
+public(BatchProblem, BatchSummary)

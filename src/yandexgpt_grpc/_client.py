@@ -15,6 +15,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 from ._operations import Operation, call_unary
+from ._public import public
 from ._retry import AttemptFailed, CallRetry, RetryPolicy
 from ._streaming import CompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
@@ -227,3 +228,6 @@ class Client(ClientBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+public(Client)

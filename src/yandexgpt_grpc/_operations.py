@@ -16,8 +16,16 @@ from . import _retry
 from ._base import ClientConfig, MetadataInput, Timeout, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import operation_response, unary_result
-from ._errors import APIError, DeadlineExceededError, YandexGPTError, error_class, find_header
+from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before
+    APIError,
+    DeadlineExceededError,
+    OperationTimeoutError,
+    YandexGPTError,
+    error_class,
+    find_header,
+)
 from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
+from ._public import public
 from ._retry import CallRetry, RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
@@ -33,14 +41,6 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 # wait(): each pause is this much longer than the one before, up to ten times the first (30 s at most).
 _GROWTH = 1.5
 _MAX_INTERVAL = 30.0
-
-
-class OperationTimeoutError(YandexGPTError, TimeoutError):
-    """`wait(timeout=...)` ran out before the operation finished; it goes on: wait again or cancel it."""
-
-    def __init__(self, message: str, *, operation_id: str) -> None:
-        super().__init__(message)
-        self.operation_id = operation_id
 
 
 # -- one request, one response ------------------------------------------------------------------
@@ -367,3 +367,6 @@ class AsyncOperation(_OperationBase):
             operation_id=self._id,
         )
         self._update(pb, initial)
+
+
+public(Operation, AsyncOperation)

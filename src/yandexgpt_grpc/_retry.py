@@ -23,6 +23,7 @@ import grpc
 from ._constants import HEADER_ATTEMPT
 from ._errors import APIError, DeadlineExceededError, from_rpc_error, is_permanent, pushback_ms, rpc_code, rpc_details
 from ._logging import log_rpc, logger
+from ._public import public
 
 if TYPE_CHECKING:
     from ._auth import Credentials
@@ -391,3 +392,6 @@ async def acall(
             delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
         if delay:
             await asleep(delay)
+
+
+public(RetryPolicy)

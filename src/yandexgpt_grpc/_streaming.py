@@ -15,6 +15,7 @@ from ._base import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, find_header, from_rpc_error
+from ._public import public
 from ._retry import AttemptFailed
 from ._types import STATUSES, Alternative, CompletionResult, Usage
 
@@ -510,3 +511,6 @@ class AsyncCompletionStream(_StreamState):
         async for alt in self:
             if alt.index == 0 and (alt.delta or alt.replaced):
                 yield TextReset(alt.delta) if alt.replaced else alt.delta
+
+
+public(TextReset, CompletionStream, AsyncCompletionStream)
