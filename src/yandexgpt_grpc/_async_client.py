@@ -19,6 +19,7 @@ from ._base import (
     unparsable_error,
 )
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
+from ._docs import document_client, documented
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 class AsyncClient(ClientBase):
     """An asyncio client; one channel per client, bound to the event loop that first uses it.
 
-    Constructor arguments: see ClientBase (the same as Client's).
+    The same methods and arguments as Client, awaited; `await client.aclose()` (or `async with`) closes it.
     """
 
     _sync = False
@@ -73,6 +74,7 @@ class AsyncClient(ClientBase):
         self._completion_once = completion_once(channel)
         return self._completion
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def complete(
         self,
         model: str,
@@ -118,6 +120,7 @@ class AsyncClient(ClientBase):
         tries.finished(grpc.StatusCode.OK, initial)
         return completion_answer(resp, initial, trailing)
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def stream(
         self,
         model: str,
@@ -143,6 +146,7 @@ class AsyncClient(ClientBase):
         """Start one attempt of a stream, creating the channel on first use in this loop."""
         return self._ensure_channel()(request, timeout=timeout, metadata=md)
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def submit(
         self,
         model: str,
@@ -173,6 +177,7 @@ class AsyncClient(ClientBase):
             raise RuntimeError("this AsyncClient is closed")
         return AsyncOperation(operation_id, self._config, self._operations)
 
+    @documented(options=False, call_args=("model", "text", "timeout", "metadata", "retry"))
     async def tokenize(
         self,
         model: str,
@@ -195,6 +200,7 @@ class AsyncClient(ClientBase):
         )
         return tokens_answer(resp, initial)
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def tokenize_messages(
         self,
         model: str,
@@ -237,8 +243,12 @@ class AsyncClient(ClientBase):
             stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
         return stub
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""
+        await self.close()
+
+    async def close(self) -> None:
+        """The same as `aclose()` (the name every async object of this package offers)."""
         if self._closed:
             return
         self._closed = True
@@ -251,7 +261,8 @@ class AsyncClient(ClientBase):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
 
 
 public(AsyncClient)
+document_client(AsyncClient)

@@ -10,6 +10,7 @@ import grpc
 from . import _retry
 from ._base import ClientBase, MetadataInput, Timeout, open_channel
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
+from ._docs import document_client, documented
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 class Client(ClientBase):
     """A blocking client for the text-generation API; one channel, reused by every call.
 
-    Thread-safe: share one instance. Constructor arguments: see ClientBase.
+    Thread-safe: share one instance; `close()` it, or use it as a context manager.
     """
 
     _sync = True
@@ -47,6 +48,7 @@ class Client(ClientBase):
         if self._closed:
             raise RuntimeError("this Client is closed")
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def complete(
         self,
         model: str,
@@ -84,6 +86,7 @@ class Client(ClientBase):
         tries.finished(grpc.StatusCode.OK, initial)
         return completion_answer(resp, initial, call.trailing_metadata())
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def stream(
         self,
         model: str,
@@ -110,6 +113,7 @@ class Client(ClientBase):
         self._check_open()
         return self._completion(request, timeout=timeout, metadata=md)
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def submit(
         self,
         model: str,
@@ -140,6 +144,7 @@ class Client(ClientBase):
         self._check_open()
         return Operation(operation_id, self._config, self._operations)
 
+    @documented(options=False, call_args=("model", "text", "timeout", "metadata", "retry"))
     def tokenize(
         self,
         model: str,
@@ -163,6 +168,7 @@ class Client(ClientBase):
         )
         return tokens_answer(resp, initial)
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def tokenize_messages(
         self,
         model: str,
@@ -231,3 +237,4 @@ class Client(ClientBase):
 
 
 public(Client)
+document_client(Client)

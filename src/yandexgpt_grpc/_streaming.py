@@ -141,6 +141,14 @@ class _StreamState:
             call.cancel()
             self._retry.finished(grpc.StatusCode.CANCELLED, self._initial)
 
+    def __del__(self) -> None:
+        # Abandoned without close(): cancel quietly (no logging; this may run at interpreter exit).
+        try:
+            if not self._done and self._call is not None:
+                self._call.cancel()
+        except Exception:
+            pass
+
     @property
     def request_id(self) -> str | None:
         """The server's x-request-id, once the first response arrived."""
@@ -314,14 +322,6 @@ class CompletionStream(_StreamState):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # Abandoned without close(): cancel quietly (no logging; this may run at interpreter exit).
-        try:
-            if not self._done and self._call is not None:
-                self._call.cancel()
-        except Exception:
-            pass
-
     def get_final(self) -> CompletionResult:
         """Read the rest of the stream and return the result."""
         for _ in self:
@@ -486,13 +486,6 @@ class AsyncCompletionStream(_StreamState):
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            if not self._done and self._call is not None:
-                self._call.cancel()
-        except Exception:
-            pass
 
     async def get_final(self) -> CompletionResult:
         async for _ in self:
