@@ -160,15 +160,8 @@ class AsyncClient(ClientBase):
         """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        pb, initial = await acall_unary(
-            cfg,
-            lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion,
-            request,
-            name="TextGenerationAsyncService.Completion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-        )
+        tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
+        pb, initial = await acall_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
         return AsyncOperation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> AsyncOperation:
@@ -189,16 +182,8 @@ class AsyncClient(ClientBase):
     ) -> TokenizeResult:
         """The model's tokens of `text`."""
         request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
-        resp, initial = await acall_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize,
-            request,
-            name="TokenizerService.Tokenize",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-        )
-        return tokens_answer(resp, initial)
+        tries = self._config.attempts("TokenizerService.Tokenize", timeout, retry, metadata)
+        return tokens_answer(*await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "Tokenize"), request))
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def tokenize_messages(
@@ -213,16 +198,10 @@ class AsyncClient(ClientBase):
     ) -> TokenizeResult:
         """The tokens of a whole request (messages, tools, options): what its input costs."""
         request = self._config.prepare(model, messages, options, stream=False)
-        resp, initial = await acall_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion,
-            request,
-            name="TokenizerService.TokenizeCompletion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
+        tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
+        return tokens_answer(
+            *await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request)
         )
-        return tokens_answer(resp, initial)
 
     def _stub(self, factory: Any) -> Any:
         self._ensure_channel()

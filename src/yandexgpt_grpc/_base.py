@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from random import getrandbits
 from typing import Any, ClassVar
 
@@ -221,6 +221,7 @@ class ClientConfig:
         metadata: MetadataInput = None,
         *,
         stream: bool = False,
+        operation_id: str | None = None,
     ) -> CallRetry:
         """The attempts of one logical call under this configuration, with a fresh request id."""
         # Left-out arguments (nearly every call) skip the resolvers: this runs once per call.
@@ -237,6 +238,7 @@ class ClientConfig:
             stream=stream,
             config=self,
             metadata=metadata,
+            operation_id=operation_id,
         )
 
     def describe(self, name: str) -> str:
@@ -358,6 +360,13 @@ class ClientBase:
     def _setup(self) -> None:
         """The subclass's own state (channels, locks); no I/O."""
         raise NotImplementedError
+
+    def _stub(self, factory: Any) -> Any:
+        raise NotImplementedError
+
+    def _rpc(self, factory: Any, name: str) -> Callable[[], Any]:
+        """The stub method `name`, looked up at call time (the channel is made on first use)."""
+        return lambda: getattr(self._stub(factory), name)
 
     def __repr__(self) -> str:
         return self._config.describe(type(self).__name__)

@@ -128,15 +128,8 @@ class Client(ClientBase):
         self._check_open()
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        pb, initial = call_unary(
-            cfg,
-            lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion,
-            request,
-            name="TextGenerationAsyncService.Completion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-        )
+        tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
+        pb, initial = call_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
         return Operation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> Operation:
@@ -157,16 +150,8 @@ class Client(ClientBase):
         """The model's tokens of `text`."""
         self._check_open()
         request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
-        resp, initial = call_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize,
-            request,
-            name="TokenizerService.Tokenize",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-        )
-        return tokens_answer(resp, initial)
+        tries = self._config.attempts("TokenizerService.Tokenize", timeout, retry, metadata)
+        return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "Tokenize"), request))
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def tokenize_messages(
@@ -182,16 +167,8 @@ class Client(ClientBase):
         """The tokens of a whole request (messages, tools, options): what its input costs."""
         self._check_open()
         request = self._config.prepare(model, messages, options, stream=False)
-        resp, initial = call_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion,
-            request,
-            name="TokenizerService.TokenizeCompletion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-        )
-        return tokens_answer(resp, initial)
+        tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
+        return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request))
 
     def _stub(self, factory: Any) -> Any:
         self._check_open()

@@ -14,6 +14,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as 
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
+from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
 from ._types import (
     ROLES,
     STATUSES,
@@ -396,6 +397,14 @@ def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
 def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: str | None) -> TokenizeResult:
     tokens = tuple(Token(t.id, t.text, t.special) for t in resp.tokens)
     return TokenizeResult(tokens, resp.model_version, request_id, trace_id, resp)
+
+
+def get_operation_request(operation_id: str) -> op_service_pb2.GetOperationRequest:
+    return op_service_pb2.GetOperationRequest(operation_id=operation_id)
+
+
+def cancel_operation_request(operation_id: str) -> op_service_pb2.CancelOperationRequest:
+    return op_service_pb2.CancelOperationRequest(operation_id=operation_id)
 
 
 def operation_response(op: Any) -> tg_pb2.CompletionResponse | None:

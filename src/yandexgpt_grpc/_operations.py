@@ -13,21 +13,19 @@ from typing import Any
 import grpc
 
 from . import _retry
-from ._base import ClientConfig, MetadataInput, Timeout, unparsable_error
+from ._base import ClientConfig, Timeout, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import operation_response, unary_result
+from ._convert import cancel_operation_request, get_operation_request, operation_response, unary_result
 from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before
-    APIError,
     DeadlineExceededError,
     OperationTimeoutError,
     YandexGPTError,
     error_class,
     find_header,
 )
-from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
 from ._public import public
-from ._retry import CallRetry, RetryPolicy
-from ._types import NOT_GIVEN, CompletionResult, NotGiven
+from ._retry import CallRetry
+from ._types import NOT_GIVEN, CompletionResult
 
 __all__ = [
     "AsyncOperation",
@@ -46,22 +44,11 @@ _MAX_INTERVAL = 30.0
 # -- one request, one response ------------------------------------------------------------------
 
 
-def call_unary(
-    cfg: ClientConfig,
-    method: Callable[[], Any],
-    request: Any,
-    *,
-    name: str,
-    timeout: Timeout = NOT_GIVEN,
-    metadata: MetadataInput = None,
-    retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
-    operation_id: str | None = None,
-) -> tuple[Any, Any]:
+def call_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tuple[Any, Any]:
     """(response, initial metadata) of a unary RPC, through the retry driver (`_retry.call`).
 
     `method()` gives the stub callable, so the channel behind it is made on first use.
     """
-    tries = cfg.attempts(name, timeout, retry, metadata)
 
     def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
         resp, call = method().with_call(request, timeout=timeout, metadata=md)
@@ -69,26 +56,11 @@ def call_unary(
         tries.finished(grpc.StatusCode.OK, initial)
         return resp, initial
 
-    try:
-        return _retry.call(tries, attempt, request)
-    except APIError as err:
-        err.operation_id = err.operation_id or operation_id
-        raise
+    return _retry.call(tries, attempt, request)
 
 
-async def acall_unary(
-    cfg: ClientConfig,
-    method: Callable[[], Any],
-    request: Any,
-    *,
-    name: str,
-    timeout: Timeout = NOT_GIVEN,
-    metadata: MetadataInput = None,
-    retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
-    operation_id: str | None = None,
-) -> tuple[Any, Any]:
+async def acall_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tuple[Any, Any]:
     """The asyncio twin of `call_unary` (`_retry.acall`); task cancellation cancels the RPC."""
-    tries = cfg.attempts(name, timeout, retry, metadata)
 
     async def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
         call = method()(request, timeout=timeout, metadata=md)
@@ -105,11 +77,7 @@ async def acall_unary(
         tries.finished(grpc.StatusCode.OK, initial)
         return resp, initial
 
-    try:
-        return await _retry.acall(tries, attempt, request)
-    except APIError as err:
-        err.operation_id = err.operation_id or operation_id
-        raise
+    return await _retry.acall(tries, attempt, request)
 
 
 # -- operation handles --------------------------------------------------------------------------
@@ -180,6 +148,31 @@ class _OperationBase:
         rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
         return unary_result(resp, rid, trace_id, initial=initial)
 
+    def _get_call(self, timeout: Timeout, deadline: float | None) -> tuple[CallRetry, Callable[[], Any], Any]:
+        """What poll() and wait() call: OperationService.Get, its deadline cut to what wait() has left."""
+        tries = self._cfg.attempts(
+            "OperationService.Get", _rpc_timeout(self._cfg, timeout, deadline), NOT_GIVEN, operation_id=self._id
+        )
+        return tries, lambda: self._stubs().Get, get_operation_request(self._id)
+
+    def _cancel_call(self, timeout: Timeout) -> tuple[CallRetry, Callable[[], Any], Any]:
+        tries = self._cfg.attempts("OperationService.Cancel", timeout, NOT_GIVEN, operation_id=self._id)
+        return tries, lambda: self._stubs().Cancel, cancel_operation_request(self._id)
+
+    def _polled(self, exc: DeadlineExceededError, schedule: _Schedule, timeout: float | None) -> YandexGPTError:
+        """A poll ran out of time: the wait's timeout if that is what passed, else the poll's own error."""
+        if schedule.expired():
+            err = self._timed_out(timeout)
+            err.__cause__ = exc
+            return err
+        return exc
+
+    def _pause(self, schedule: _Schedule, timeout: float | None) -> float:
+        pause = schedule.pause()
+        if pause is None:
+            raise self._timed_out(timeout)
+        return pause
+
     def _not_done(self) -> RuntimeError:
         return RuntimeError(f"operation {self._id} is still running: wait() for it, or poll() again later")
 
@@ -246,16 +239,7 @@ class Operation(_OperationBase):
         return self.done
 
     def _get(self, timeout: Timeout, deadline: float | None) -> None:
-        request = op_service_pb2.GetOperationRequest(operation_id=self._id)
-        pb, initial = call_unary(
-            self._cfg,
-            lambda: self._stubs().Get,
-            request,
-            name="OperationService.Get",
-            timeout=_rpc_timeout(self._cfg, timeout, deadline),
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*call_unary(*self._get_call(timeout, deadline)))
 
     def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
@@ -264,21 +248,14 @@ class Operation(_OperationBase):
         (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
         """
         schedule = _Schedule(timeout, poll_interval)
-        if self.done:
-            return self._outcome()
-        while True:
+        while not self.done:
             try:
                 self._get(NOT_GIVEN, schedule.deadline)
             except DeadlineExceededError as exc:
-                if schedule.expired():
-                    raise self._timed_out(timeout) from exc
-                raise
-            if self.done:
-                return self._outcome()
-            pause = schedule.pause()
-            if pause is None:
-                raise self._timed_out(timeout)
-            _retry.sleep(pause)
+                raise self._polled(exc, schedule, timeout)  # noqa: B904 - _polled sets the cause
+            if not self.done:
+                _retry.sleep(self._pause(schedule, timeout))
+        return self._outcome()
 
     def result(self) -> CompletionResult:
         """The result if the operation is done (polling once if not known to be); never waits."""
@@ -290,16 +267,7 @@ class Operation(_OperationBase):
 
     def cancel(self, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Ask the server to stop the operation; a pending one then ends with CancelledError."""
-        request = op_service_pb2.CancelOperationRequest(operation_id=self._id)
-        pb, initial = call_unary(
-            self._cfg,
-            lambda: self._stubs().Cancel,
-            request,
-            name="OperationService.Cancel",
-            timeout=timeout,
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*call_unary(*self._cancel_call(timeout)))
 
 
 class AsyncOperation(_OperationBase):
@@ -313,16 +281,7 @@ class AsyncOperation(_OperationBase):
         return self.done
 
     async def _get(self, timeout: Timeout, deadline: float | None) -> None:
-        request = op_service_pb2.GetOperationRequest(operation_id=self._id)
-        pb, initial = await acall_unary(
-            self._cfg,
-            lambda: self._stubs().Get,
-            request,
-            name="OperationService.Get",
-            timeout=_rpc_timeout(self._cfg, timeout, deadline),
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*await acall_unary(*self._get_call(timeout, deadline)))
 
     async def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
@@ -331,21 +290,14 @@ class AsyncOperation(_OperationBase):
         (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
         """
         schedule = _Schedule(timeout, poll_interval)
-        if self.done:
-            return self._outcome()
-        while True:
+        while not self.done:
             try:
                 await self._get(NOT_GIVEN, schedule.deadline)
             except DeadlineExceededError as exc:
-                if schedule.expired():
-                    raise self._timed_out(timeout) from exc
-                raise
-            if self.done:
-                return self._outcome()
-            pause = schedule.pause()
-            if pause is None:
-                raise self._timed_out(timeout)
-            await _retry.asleep(pause)
+                raise self._polled(exc, schedule, timeout)  # noqa: B904 - _polled sets the cause
+            if not self.done:
+                await _retry.asleep(self._pause(schedule, timeout))
+        return self._outcome()
 
     async def result(self) -> CompletionResult:
         """The result if the operation is done (polling once if not known to be); never waits."""
@@ -357,16 +309,7 @@ class AsyncOperation(_OperationBase):
 
     async def cancel(self, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Ask the server to stop the operation; a pending one then ends with CancelledError."""
-        request = op_service_pb2.CancelOperationRequest(operation_id=self._id)
-        pb, initial = await acall_unary(
-            self._cfg,
-            lambda: self._stubs().Cancel,
-            request,
-            name="OperationService.Cancel",
-            timeout=timeout,
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*await acall_unary(*self._cancel_call(timeout)))
 
 
 public(Operation, AsyncOperation)

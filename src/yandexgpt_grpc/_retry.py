@@ -157,6 +157,7 @@ class CallRetry:
         "last",
         "limited",
         "method",
+        "operation_id",
         "policy",
         "refreshed",
         "request_id",
@@ -176,8 +177,10 @@ class CallRetry:
         stream: bool = False,
         config: ClientConfig | None = None,
         metadata: MetadataInput = None,
+        operation_id: str | None = None,
     ) -> None:
         self.config = config
+        self.operation_id = operation_id  # set on the errors of OperationService calls
         self.extra = metadata  # the call's own metadata=, checked again per attempt (cheap: usually None)
         self.policy = policy
         self.timeout = timeout
@@ -213,6 +216,7 @@ class CallRetry:
                 err = DeadlineExceededError(
                     f"the call's deadline ({self.timeout:g}s) passed before attempt {self.attempt} could start",
                     attempts=self.attempt - 1,
+                    operation_id=self.operation_id,
                 )
                 err.__cause__ = self.last
                 raise err
@@ -282,12 +286,12 @@ class CallRetry:
     def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
         """The error to raise (`from exc`) for an attempt the call will not retry."""
         if timed_out:
-            err: APIError = DeadlineExceededError(
+            return DeadlineExceededError(
                 f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
                 attempts=self.attempt,
+                operation_id=self.operation_id,
             )
-            return err
-        return from_rpc_error(exc, partial=partial, attempts=self.attempt)
+        return from_rpc_error(exc, partial=partial, attempts=self.attempt, operation_id=self.operation_id)
 
     def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
