@@ -109,19 +109,19 @@ class NotFoundError(APIError, code=grpc.StatusCode.NOT_FOUND):
 
 
 class AlreadyExistsError(APIError, code=grpc.StatusCode.ALREADY_EXISTS):
-    pass
+    """The resource to create exists already."""
 
 
 class FailedPreconditionError(APIError, code=grpc.StatusCode.FAILED_PRECONDITION):
-    pass
+    """The system is not in a state the call needs (e.g. an operation in the wrong state)."""
 
 
 class AbortedError(APIError, code=grpc.StatusCode.ABORTED):
-    pass
+    """The call was aborted, typically by a concurrency conflict; retrying the whole sequence may help."""
 
 
 class OutOfRangeError(APIError, code=grpc.StatusCode.OUT_OF_RANGE):
-    pass
+    """A value was past the valid range (e.g. too many tokens for the model's context)."""
 
 
 class RateLimitError(APIError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
@@ -146,11 +146,11 @@ class UnavailableError(APIError, code=grpc.StatusCode.UNAVAILABLE):
 
 
 class InternalServerError(APIError, code=grpc.StatusCode.INTERNAL):
-    pass
+    """The server failed; retried while no response has reached you."""
 
 
 class UnknownError(APIError, code=grpc.StatusCode.UNKNOWN):
-    pass
+    """The server sent an error without a known status (or grpc could not map it)."""
 
 
 class UnimplementedError(APIError, code=grpc.StatusCode.UNIMPLEMENTED):
@@ -158,7 +158,7 @@ class UnimplementedError(APIError, code=grpc.StatusCode.UNIMPLEMENTED):
 
 
 class DataLossError(APIError, code=grpc.StatusCode.DATA_LOSS):
-    pass
+    """Unrecoverable data loss or corruption."""
 
 
 class CancelledError(APIError, code=grpc.StatusCode.CANCELLED):

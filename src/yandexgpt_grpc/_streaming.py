@@ -179,6 +179,13 @@ class _StreamState:
             )
         return self._final
 
+    def _final_result(self) -> CompletionResult:
+        """get_final()'s answer once the stream was read to its end."""
+        final = self.final
+        if final is None:
+            raise RuntimeError("the stream was closed before it ended")
+        return final
+
     @property
     def usage(self) -> Usage | None:
         """Token counts so far (running totals while streaming)."""
@@ -326,10 +333,7 @@ class CompletionStream(_StreamState):
         """Read the rest of the stream and return the result."""
         for _ in self:
             pass
-        final = self.final
-        if final is None:
-            raise RuntimeError("the stream was closed before it ended")
-        return final
+        return self._final_result()
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -490,10 +494,7 @@ class AsyncCompletionStream(_StreamState):
     async def get_final(self) -> CompletionResult:
         async for _ in self:
             pass
-        final = self.final
-        if final is None:
-            raise RuntimeError("the stream was closed before it ended")
-        return final
+        return self._final_result()
 
     @property
     def text_stream(self) -> AsyncIterator[str]:
