@@ -9,15 +9,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _retry
-from ._base import (
-    UNPARSABLE,
-    ClientBase,
-    MetadataInput,
-    Timeout,
-    completion_once,
-    open_channel,
-    unparsable_error,
-)
+from ._base import ClientBase, MetadataInput, Timeout
+from ._channel import UNPARSABLE, completion_once, open_channel, unparsable_error
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _retry
-from ._base import ClientBase, MetadataInput, Timeout, open_channel
+from ._base import ClientBase, MetadataInput, Timeout
+from ._channel import open_channel
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (

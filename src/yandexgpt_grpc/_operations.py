@@ -13,7 +13,8 @@ from typing import Any
 import grpc
 
 from . import _retry
-from ._base import ClientConfig, Timeout, unparsable_error
+from ._base import ClientConfig, Timeout
+from ._channel import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import cancel_operation_request, get_operation_request, operation_response, unary_result
 from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _retry
-from ._base import unparsable_error
+from ._channel import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, find_header, from_rpc_error
