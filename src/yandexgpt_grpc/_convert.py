@@ -1,4 +1,9 @@
-"""Python values <-> protobuf messages: the only module that builds requests or reads responses."""
+"""Python values <-> protobuf messages: every request is built and every answer read here.
+
+One deliberate exception: a stream's per-message step (`_streaming`: `_StreamState._consume` and the
+inlined common case in `AsyncCompletionStream._iterate`) reads `alternatives` itself and calls
+`alternative_of` from here, because a function call per message is measurable on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,11 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import grpc
 from google.protobuf import json_format
 
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._errors import IncompleteStreamError, find_header
+from ._errors import IncompleteStreamError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
@@ -405,6 +411,24 @@ def get_operation_request(operation_id: str) -> op_service_pb2.GetOperationReque
 
 def cancel_operation_request(operation_id: str) -> op_service_pb2.CancelOperationRequest:
     return op_service_pb2.CancelOperationRequest(operation_id=operation_id)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def operation_result(op: Any, operation_id: str, initial: Any) -> CompletionResult:
+    """The result of a done Operation, or its error raised as our exception class."""
+    if op.HasField("error"):
+        code = _CODES.get(op.error.code, grpc.StatusCode.UNKNOWN)
+        raise error_class(code)(
+            op.error.message, code=code, operation_id=operation_id, status_details=tuple(op.error.details)
+        )
+    resp = operation_response(op)
+    if resp is None:
+        raise YandexGPTError(f"operation {operation_id} is done but carries neither a response nor an error")
+    initial = tuple(initial or ())
+    rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
+    return unary_result(resp, rid, trace_id, initial=initial)
 
 
 def operation_response(op: Any) -> tg_pb2.CompletionResponse | None:

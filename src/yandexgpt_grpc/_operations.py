@@ -15,14 +15,11 @@ import grpc
 from . import _retry
 from ._base import ClientConfig, Timeout
 from ._channel import unparsable_error
-from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import cancel_operation_request, get_operation_request, operation_response, unary_result
+from ._convert import cancel_operation_request, get_operation_request, operation_result
 from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before
     DeadlineExceededError,
     OperationTimeoutError,
     YandexGPTError,
-    error_class,
-    find_header,
 )
 from ._public import public
 from ._retry import CallRetry
@@ -36,7 +33,6 @@ __all__ = [
     "call_unary",
 ]
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # wait(): each pause is this much longer than the one before, up to ten times the first (30 s at most).
 _GROWTH = 1.5
 _MAX_INTERVAL = 30.0
@@ -133,21 +129,7 @@ class _OperationBase:
 
     def _outcome(self) -> CompletionResult:
         """The result of a done operation, or its error raised as our exception class."""
-        pb = self._pb
-        if pb.HasField("error"):
-            code = _CODES.get(pb.error.code, grpc.StatusCode.UNKNOWN)
-            raise error_class(code)(
-                pb.error.message,
-                code=code,
-                operation_id=self._id,
-                status_details=tuple(pb.error.details),
-            )
-        resp = operation_response(pb)
-        if resp is None:
-            raise YandexGPTError(f"operation {self._id} is done but carries neither a response nor an error")
-        initial = tuple(self._initial or ())
-        rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
-        return unary_result(resp, rid, trace_id, initial=initial)
+        return operation_result(self._pb, self._id, self._initial)
 
     def _get_call(self, timeout: Timeout, deadline: float | None) -> tuple[CallRetry, Callable[[], Any], Any]:
         """What poll() and wait() call: OperationService.Get, its deadline cut to what wait() has left."""
