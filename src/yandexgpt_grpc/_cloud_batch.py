@@ -54,6 +54,7 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2 as op_pb2
+from ._public import public
 
 __all__ = [
     "Blocking",
@@ -564,3 +565,6 @@ async def adrive(
         except BaseException:  # cancelled, or Ctrl-C
             run.close()
             raise
+
+
+public(CloudBatchError, CloudBatchSummary)

@@ -31,6 +31,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from ._errors import YandexGPTError
+from ._public import public
 from ._retry import RetryPolicy
 
 __all__ = [
@@ -341,3 +342,6 @@ def _status_error(method: str, url: str, status: int, body: bytes) -> ObjectStor
         code=code,
         url=url,
     )
+
+
+public(ObjectStorageError)

@@ -29,6 +29,7 @@ from ._cloud_batch import (
 )
 from ._cloud_batch_files import RequestIndex, map_results
 from ._cloud_http import MULTIPART_THRESHOLD, HttpTransfer
+from ._errors import OperationTimeoutError
 from ._generated.yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2 as bi_pb2
 from ._generated.yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2_grpc as bi_grpc
 from ._generated.yandex.cloud.ai.batch_inference.v1 import batch_inference_task_pb2 as task_pb2
@@ -41,7 +42,9 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2 as op_pb2
-from ._operations import OperationTimeoutError, acall_unary, call_unary
+from ._operations import acall_unary, call_unary
+from ._public import public
+from ._types import NOT_GIVEN
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -57,16 +60,20 @@ _STUBS: dict[str, tuple[Any, str]] = {
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED"})
 
 
+def _method(client: Client | AsyncClient, step: Rpc) -> tuple[Callable[[], Any], str]:
+    """The stub callable (looked up at call time) and the full method name for logs and errors."""
+    if step.service == "operations":
+        return (lambda: getattr(client._operations(), step.method)), f"OperationService.{step.method}"
+    factory, service = _STUBS[step.service]
+    return client._rpc(factory, step.method), f"{service}.{step.method}"
+
+
 def _unary(client: Client) -> Callable[[Rpc], Any]:
+    """Each step's RPC through the client's one retry driver: its credentials, headers, retries, deadlines."""
+
     def call(step: Rpc) -> Any:
-        if step.service == "operations":
-            method, name = (lambda: getattr(client._operations(), step.method)), "OperationService"
-        else:
-            factory, name = _STUBS[step.service]
-            method = lambda: getattr(client._stub(factory), step.method)  # noqa: E731
-        resp, _ = call_unary(
-            client._config, method, step.request, name=f"{name}.{step.method}", authorize=client._authorization
-        )
+        method, name = _method(client, step)
+        resp, _ = call_unary(client._config.attempts(name, NOT_GIVEN, NOT_GIVEN), method, step.request)
         return resp
 
     return call
@@ -74,18 +81,8 @@ def _unary(client: Client) -> Callable[[Rpc], Any]:
 
 def _aunary(client: AsyncClient) -> Callable[[Rpc], Awaitable[Any]]:
     async def call(step: Rpc) -> Any:
-        if step.service == "operations":
-            method, name = (lambda: getattr(client._operations(), step.method)), "OperationService"
-        else:
-            factory, name = _STUBS[step.service]
-            method = lambda: getattr(client._stub(factory), step.method)  # noqa: E731
-        resp, _ = await acall_unary(
-            client._config,
-            method,
-            step.request,
-            name=f"{name}.{step.method}",
-            authorize=client._config.credentials.aauthorization,
-        )
+        method, name = _method(client, step)
+        resp, _ = await acall_unary(client._config.attempts(name, NOT_GIVEN, NOT_GIVEN), method, step.request)
         return resp
 
     return call
@@ -478,3 +475,6 @@ class AsyncBatchJobs:
             job.last = _state_of(task)
             jobs.append(job)
         return jobs
+
+
+public(BatchJob, AsyncBatchJob, BatchJobs, AsyncBatchJobs, JobState)

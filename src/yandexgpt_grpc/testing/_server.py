@@ -110,10 +110,14 @@ class Emulator:
     Default model. Its answer, from the request's messages (streamed in up to 4 chunks):
 
     * last message is a ``tool_result_list`` -> ``Tool results: <name>: <content>; ...``
-    * tools declared and ``tool_choice`` is ``REQUIRED`` (the first tool) or names a function (that
-      one) -> status ``TOOL_CALLS`` with one call whose arguments are filled from the tool's
-      ``parameters`` JSON schema (see :func:`yandexgpt_grpc.testing.sample_value`)
-    * ``json_object`` -> ``{"answer": "<text>"}``; ``json_schema`` -> a JSON object with the schema's
+    * tools declared and ``tool_choice`` names a function (that one), is ``REQUIRED`` (the tool the
+      last user message names, else the first) or is unset/``AUTO`` and the last user message names
+      a tool (``name(`` or every 4+ letter word of its name, e.g. "weather" for ``get_weather``)
+      -> status ``TOOL_CALLS`` with one call: arguments written ``name(3, "x")`` in the message fill
+      its parameters in order, quoted phrases fill its other string parameters, and the rest come
+      from the ``parameters`` JSON schema (see :func:`yandexgpt_grpc.testing.sample_value`)
+    * ``json_object`` -> ``{"answer": "<text>"}``, or ``{"<key>": "sample <key>", ...}`` when the last
+      user message asks for quoted ``'<key>'`` names as JSON "keys"; ``json_schema`` -> a JSON object with the schema's
       required properties (all when none are required) filled with sample values by type
     * otherwise the text ``You said: "<last user text>".`` prefixed with ``[<system prompt>] `` when
       there are system messages, followed by `` This is the emulator answering.``
