@@ -119,6 +119,8 @@ def test_sigkill_at_every_stage_then_a_rerun_finishes_once(tmp_path: Path) -> No
         assert (inputs(batch), len(batch.store.uploads), len(batch.engine.tasks)) == (1, 1, 1)
         assert [c.method for c in emu.calls].count("Dataset.Validate") == 1
         assert [c.method for c in emu.calls].count("BatchCompletion") == 1
+        # nothing left behind but OUT and its state file
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "out.jsonl.cloud-state.json"]
 
 
 def test_validation_failure_names_the_in_line_and_exits_4(

@@ -212,6 +212,10 @@ def cloud_run(
     converted: ConvertedInput | None = None
     if not state.upload_done or state.batch_request is None:
         converted = yield Blocking(lambda: convert_input(in_path, model=model, options=opts, dest_dir=work_dir))
+        # One fixed name next to OUT: a run killed mid-upload leaves one file, which the rerun replaces.
+        upload_path = out + ".cloud-upload.jsonl"
+        os.replace(converted.path, upload_path)
+        converted.path = upload_path
         # The task takes IN's model and options (the call's, unless the lines name their own).
         summary.problems.extend(converted.problems)
         task_uri = model_uri(converted.model or model, folder_id)
