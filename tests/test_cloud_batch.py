@@ -377,3 +377,26 @@ def test_lines_over_the_engines_limit_are_named_by_in_line(emu: Emulator, tmp_pa
         with grpc.insecure_channel(e2.address) as channel:
             with pytest.raises(CloudBatchError, match="input line 4: format error: line is longer than 200 bytes"):
                 run(Driver(channel), src, tmp_path / "out.jsonl")
+
+
+def test_a_batch_operation_that_names_its_task_only_later(
+    driver: Driver, batch: BatchEngineService, tmp_path: Path
+) -> None:
+    """The engine may answer Completion before the task exists: the run polls the operation for its id."""
+    original = driver.stubs["batch"]
+
+    class Late:
+        def Completion(self, request: Any, metadata: Any) -> Any:
+            op = original.Completion(request, metadata=metadata)
+            op.ClearField("metadata")
+            return op
+
+    driver.stubs["batch"] = Late()
+    src, out = write_in(tmp_path, 20), tmp_path / "out.jsonl"
+    batch.engine.schedule = Schedule(created=0.3)  # the operation is not done when Completion answers
+    assert run(driver, src, out).ok
+    assert driver.calls.index("operations.Get", driver.calls.index("batch.Completion")) < driver.calls.index(
+        "tasks.Describe"
+    )
+    assert len(batch.engine.tasks) == 1
+    assert_all_answered(out, 20)

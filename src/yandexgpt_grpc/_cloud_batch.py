@@ -272,6 +272,10 @@ def cloud_run(
         state.dataset_ready = True
         yield save()
 
+    if not state.task_id and state.batch_operation_id:  # started, but the task id was not known yet
+        op = yield Rpc("operations", "Get", op_pb2.GetOperationRequest(operation_id=state.batch_operation_id))
+        state.task_id = yield from _task_of(op, polls)
+        yield save()
     if not state.task_id:
         adopted = yield from _find_task(folder, state.dataset_id)
         if adopted is not None:
@@ -281,7 +285,8 @@ def cloud_run(
             request.source_dataset_id = state.dataset_id
             op = yield Rpc("batch", "Completion", request)
             state.batch_operation_id = op.id
-            state.task_id = _unpack(op.metadata, tg_pb2.BatchCompletionMetadata).task_id
+            yield save()  # the operation id first: a crash now is resumed from it, not by a second task
+            state.task_id = yield from _task_of(op, polls)
         yield save()
     summary.task_id = state.task_id
     summary.operation_id = state.batch_operation_id
@@ -375,6 +380,24 @@ def _wait_operation(op_id: str, polls: Poll) -> Run:
                 raise CloudBatchError(f"operation {op_id} failed: {op.error.message} (code {op.error.code})")
             return op
         yield Sleep(next(waits))
+
+
+def _task_of(op: Any, polls: Poll) -> Run:
+    """The task id in a batch operation's metadata, polling while the engine has not filled it in yet."""
+    waits = polls.waits()
+    while True:
+        task_id = _unpack(op.metadata, tg_pb2.BatchCompletionMetadata).task_id if op.HasField("metadata") else ""
+        if task_id:
+            return task_id
+        if op.done and op.HasField("response"):
+            task_id = _unpack(op.response, tg_pb2.BatchCompletionResponse).task_id
+            if task_id:
+                return task_id
+        if op.done:
+            detail = f": {op.error.message}" if op.HasField("error") else ""
+            raise CloudBatchError(f"batch operation {op.id} ended without naming a task{detail}")
+        yield Sleep(next(waits))
+        op = yield Rpc("operations", "Get", op_pb2.GetOperationRequest(operation_id=op.id))
 
 
 def _find_task(folder: str, dataset_id: str) -> Run:
