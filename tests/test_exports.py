@@ -23,13 +23,16 @@ PACKAGE = {
     "BatchProblem",
     "BatchSummary",
     "CancelledError",
+    "ClientClosedError",
     "Client",
     "CompletionResult",
     "CompletionStream",
+    "ConfigurationError",
     "Credentials",
     "CredentialsError",
     "DataLossError",
     "DeadlineExceededError",
+    "EventLoopError",
     "FailedPreconditionError",
     "FunctionTool",
     "IamToken",
@@ -49,6 +52,7 @@ PACKAGE = {
     "RedactingFilter",
     "RetryPolicy",
     "ServiceAccountKey",
+    "StreamConsumedError",
     "StreamInterruptedError",
     "TextReset",
     "Token",
@@ -106,3 +110,17 @@ def test_errors_derive_from_one_base() -> None:
         obj = getattr(yandexgpt_grpc, name)
         if isinstance(obj, type) and issubclass(obj, BaseException):
             assert issubclass(obj, yandexgpt_grpc.YandexGPTError), name
+
+
+def test_errors_outside_the_api_keep_their_builtin_base() -> None:
+    """`except ValueError` / `except RuntimeError` written before these joined the tree still catch them."""
+    pinned = {
+        "ConfigurationError": ValueError,
+        "ClientClosedError": RuntimeError,
+        "StreamConsumedError": RuntimeError,
+        "EventLoopError": RuntimeError,
+        "OperationTimeoutError": TimeoutError,
+    }
+    for name, builtin in pinned.items():
+        cls = getattr(yandexgpt_grpc, name)
+        assert cls.__mro__[1:3] == (yandexgpt_grpc.YandexGPTError, builtin), name

@@ -27,6 +27,7 @@ from ._auth_base import (
 from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
 from ._auth_sa import ServiceAccountKey
 from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
+from ._errors import ConfigurationError
 
 __all__ = [
     "ApiKey",
@@ -212,7 +213,7 @@ def resolve_credentials(
         return ServiceAccountKey.from_file(key_file)
     if environ.get(ENV_METADATA_CREDENTIALS, "").strip().lower() in _TRUE:
         return MetadataService(env=environ)
-    raise ValueError(
+    raise ConfigurationError(
         "no credentials: pass api_key=, iam_token= or credentials=, or set "
         f"{ENV_API_KEY}, {ENV_IAM_TOKEN} or {ENV_SERVICE_ACCOUNT_KEY_FILE} "
         f"(on a Yandex Cloud VM, set {ENV_METADATA_CREDENTIALS}=1 to use its metadata service; "

@@ -18,7 +18,7 @@ from ._base import (
 )
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
-from ._errors import IncompleteStreamError, find_header
+from ._errors import ClientClosedError, EventLoopError, IncompleteStreamError, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -53,7 +53,7 @@ def check_no_running_loop() -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    raise RuntimeError(
+    raise EventLoopError(
         "this Client fetches tokens with a coroutine function, and it was called inside a running asyncio "
         "event loop, which the blocking call would stall while the coroutine may need it (a deadlock): "
         "use AsyncClient here, or run the call in a worker thread (await asyncio.to_thread(client.complete, ...))"
@@ -77,7 +77,7 @@ class Client(ClientBase):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this Client is closed")
+            raise ClientClosedError("this Client is closed")
 
     def _authorization(self) -> str:
         creds = self._config.credentials

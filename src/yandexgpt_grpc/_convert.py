@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from google.protobuf import json_format
 
+from ._errors import ConfigurationError
 from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
@@ -95,7 +96,7 @@ def model_uri(model: str, folder_id: str | None) -> str:
     if "://" in model:
         raise ValueError(f"model URI {model!r} has an unknown scheme: expected gpt://<folder>/<model>[/<version>]")
     if not folder_id:
-        raise ValueError(
+        raise ConfigurationError(
             f"model {model!r} is a short name, which needs a folder: pass folder_id= or set YC_FOLDER_ID "
             f"(or give the full URI gpt://<folder>/{model}/latest)"
         )

@@ -19,6 +19,27 @@ class YandexGPTError(Exception):
     """Base of every error this package raises on purpose."""
 
 
+class ConfigurationError(YandexGPTError, ValueError):
+    """The client cannot work as configured: no credentials, no folder for a short model name, a bad
+    endpoint or environment variable. Also a ValueError, as these were before they joined the tree."""
+
+
+class ClientClosedError(YandexGPTError, RuntimeError):
+    """A call on a client after close() (or after its `with` block)."""
+
+
+class StreamConsumedError(YandexGPTError, RuntimeError):
+    """A stream iterated again after it ended, failed or was closed: a stream is read once.
+
+    Iterating again after a `break` is fine (it continues); `stream.final` keeps the result.
+    """
+
+
+class EventLoopError(YandexGPTError, RuntimeError):
+    """A client used where it cannot work: an AsyncClient from another event loop, or a blocking
+    Client with an async token function inside a running loop (a deadlock)."""
+
+
 class APIError(YandexGPTError):
     """The server (or grpc on its behalf) ended a call with a non-OK status.
 
