@@ -26,6 +26,7 @@ from ._auth_base import (
 )
 from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
 from ._auth_sa import ServiceAccountKey
+from ._checks import strip_auth_scheme
 from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
 from ._errors import ConfigurationError
 
@@ -47,12 +48,15 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
 class ApiKey(Credentials):
-    """A static API key (``Api-Key …``); the key's service account picks the folder."""
+    """A static API key (``Api-Key …``); the key's service account picks the folder.
+
+    A pasted header scheme (``Api-Key abc``, ``Authorization: Api-Key abc``) is dropped.
+    """
 
     __slots__ = ("_header",)
 
     def __init__(self, key: str) -> None:
-        self._header = "Api-Key " + clean_secret(key, "API key")
+        self._header = "Api-Key " + clean_secret(strip_auth_scheme(key, "Api-Key", "API key"), "API key")
 
     def authorization(self) -> str:
         return self._header
@@ -66,13 +70,16 @@ class ApiKey(Credentials):
 
 
 class IamToken(Credentials):
-    """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source."""
+    """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source.
+
+    A pasted header scheme (``Bearer t1.…``) is dropped.
+    """
 
     sends_folder_id: ClassVar[bool] = True
     __slots__ = ("_header",)
 
     def __init__(self, token: str) -> None:
-        self._header = "Bearer " + clean_secret(token, "IAM token")
+        self._header = "Bearer " + clean_secret(strip_auth_scheme(token, "Bearer", "IAM token"), "IAM token")
 
     def authorization(self) -> str:
         return self._header

@@ -11,6 +11,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ._auth import Credentials, resolve_credentials
+from ._checks import ENV_INSECURE, check_bool, check_str, env_flag, parse_endpoint
 from ._constants import (
     DEFAULT_ENDPOINT,
     DEFAULT_OPERATION_ENDPOINT,
@@ -30,7 +31,6 @@ from ._convert import MessagesInput, build_request, model_uri, normalize_message
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
-from ._net import is_local, split_host
 from ._retry import DEFAULT_RETRY, NO_RETRIES, CallRetry, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven
 
@@ -42,16 +42,9 @@ MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
 _SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
 
 
-def check_endpoint(endpoint: str, insecure: bool) -> str:
-    if not isinstance(endpoint, str) or not endpoint.strip():
-        raise ValueError("endpoint is empty: use host:port, e.g. 'llm.api.cloud.yandex.net:443'")
-    endpoint = endpoint.strip()
-    if insecure and not is_local(endpoint):
-        raise ValueError(
-            f"insecure=True sends credentials in plaintext and is allowed only to loopback addresses "
-            f"and Unix sockets, not to {split_host(endpoint)!r}; use TLS (the default) for remote endpoints"
-        )
-    return endpoint
+def check_endpoint(endpoint: str, insecure: bool, name: str = "endpoint", insecure_from: str = "insecure=True") -> str:
+    """The grpc target for what the user gave (see _checks.parse_endpoint); refused before any I/O."""
+    return parse_endpoint(endpoint, name, insecure=insecure, insecure_from=insecure_from)
 
 
 def resolve_timeout(value: Timeout, default: float | None) -> float | None:
@@ -158,7 +151,7 @@ class ClientConfig:
         api_key: str | None,
         iam_token: str | None,
         credentials: Credentials | None,
-        insecure: bool,
+        insecure: bool | None,
         root_certificates: bytes | None,
         timeout: Timeout,
         metadata: MetadataInput,
@@ -170,15 +163,32 @@ class ClientConfig:
         sync: bool,
     ) -> None:
         env = os.environ
-        self.insecure = bool(insecure)
-        self.endpoint = check_endpoint(endpoint or env.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT, self.insecure)
-        default_ops = self.endpoint if endpoint or env.get(ENV_ENDPOINT) else DEFAULT_OPERATION_ENDPOINT
-        self.operation_endpoint = check_endpoint(operation_endpoint or default_ops, self.insecure)
+        if check_bool("insecure", insecure, optional=True) is None:
+            self.insecure, plain_from = env_flag(env, ENV_INSECURE), f"{ENV_INSECURE}=1"
+        else:
+            self.insecure, plain_from = bool(insecure), "insecure=True"
+        given = endpoint if endpoint is not None and endpoint != "" else None
+        from_env = env.get(ENV_ENDPOINT, "").strip() if given is None else ""
+        self.endpoint = check_endpoint(
+            given if given is not None else from_env or DEFAULT_ENDPOINT,
+            self.insecure,
+            "endpoint" if given is not None or not from_env else ENV_ENDPOINT,
+            plain_from,
+        )
+        default_ops = self.endpoint if given is not None or from_env else DEFAULT_OPERATION_ENDPOINT
+        self.operation_endpoint = check_endpoint(
+            operation_endpoint if operation_endpoint else default_ops,
+            self.insecure,
+            "operation_endpoint" if operation_endpoint else "endpoint",
+            plain_from,
+        )
         if root_certificates is not None and not isinstance(root_certificates, bytes):
             raise TypeError("root_certificates must be PEM bytes")
         if root_certificates is not None and self.insecure:
             raise ValueError("root_certificates and insecure=True contradict each other: pick one")
         self.root_certificates = root_certificates
+        if folder_id is not None:
+            check_str("folder_id", folder_id, "a str such as 'b1g...'")
         self.folder_id = (folder_id or env.get(ENV_FOLDER_ID) or "").strip() or None
         self.credentials = resolve_credentials(api_key=api_key, iam_token=iam_token, credentials=credentials)
         default = resolve_timeout(timeout, DEFAULT_TIMEOUT)
@@ -304,7 +314,8 @@ class ClientBase:
     """What Client and AsyncClient share: the constructor, configuration and identity.
 
     Arguments left out fall back to the environment (YC_API_KEY, YC_IAM_TOKEN,
-    YC_FOLDER_ID, YANDEXGPT_ENDPOINT). `insecure=True` (plaintext) is allowed only to
+    YC_FOLDER_ID, YANDEXGPT_ENDPOINT, YANDEXGPT_INSECURE). `endpoint` is host:port;
+    `https://host[/path]` means host:443. `insecure=True` (plaintext) is allowed only to
     loopback addresses and Unix sockets; `timeout` is the default per call (None: no
     deadline); `retry=None` or `max_retries=0` turns retries off.
     """
@@ -319,7 +330,7 @@ class ClientBase:
         api_key: str | None = None,
         iam_token: str | None = None,
         credentials: Credentials | None = None,
-        insecure: bool = False,
+        insecure: bool | None = None,
         root_certificates: bytes | None = None,
         timeout: Timeout = NOT_GIVEN,
         metadata: MetadataInput = None,
