@@ -8,9 +8,14 @@ refused before any I/O: the emulator records no call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from yandexgpt_grpc import (
@@ -20,12 +25,16 @@ from yandexgpt_grpc import (
     ConfigurationError,
     EventLoopError,
     IamTokenProvider,
+    UnavailableError,
     YandexGPTError,
+    _errors,
+    _retry,
 )
 from yandexgpt_grpc.testing import Emulator
 
 from ._certs import make_ca_and_server_cert
 from .conftest import API_KEY, Harness
+from .test_readme import README, python_blocks
 
 MODEL = "yandexgpt-lite"
 CLIENTS = pytest.mark.parametrize("client_cls", [Client, AsyncClient])
@@ -228,3 +237,189 @@ def test_10_the_wrong_scheme_is_named_without_the_secret(client_cls: type, kwarg
     with pytest.raises(ValueError, match=match) as info:
         client_cls("127.0.0.1:1", insecure=True, **kwargs)
     assert "secret" not in str(info.value)
+
+
+# --- 9: plaintext vs TLS -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Retry waits, recorded instead of slept."""
+    delays: list[float] = []
+
+    async def fake_asleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    monkeypatch.setattr(_retry, "sleep", delays.append)
+    monkeypatch.setattr(_retry, "asleep", fake_asleep)
+    return delays
+
+
+@pytest.mark.parametrize("how", ["unary", "stream"])
+async def test_09_tls_to_a_plaintext_server_is_one_clear_error_not_retried(
+    make_harness: Callable[..., Harness], emu: Emulator, waits: list[float], how: str
+) -> None:
+    h = make_harness(insecure=None)  # TLS, the default
+    with pytest.raises(UnavailableError) as info:
+        if how == "unary":
+            await h.complete(MODEL, "hi")
+        else:
+            await h.collect(MODEL, "hi")
+    err = info.value
+    assert err.hint == (
+        f"the server at {emu.address} does not speak TLS — a local emulator? pass insecure=True / --insecure "
+        "(or set YANDEXGPT_INSECURE=1)"
+    )
+    assert str(err).endswith(err.hint)
+    assert err.attempts == 1 and waits == []  # nothing to wait for: it never heals
+    assert emu.calls == []
+
+
+@pytest.mark.parametrize(
+    ("details", "hint_start"),
+    [
+        (
+            "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:5051: Tls handshake failed "
+            "(TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:100000f7:SSL routines:OPENSSL_internal:WRONG_VERSION_NUMBER",
+            "the server at 127.0.0.1:5051 does not speak TLS — a local emulator? pass insecure=True",
+        ),
+        (
+            "last error: UNKNOWN: ipv6:%5B::1%5D:5051: Tls handshake failed (TSI_PROTOCOL_FAILURE): "
+            "SSL_ERROR_SSL: WRONG_VERSION_NUMBER",
+            "the server at [::1]:5051 does not speak TLS — a local emulator?",
+        ),
+        (
+            "last error: UNKNOWN: unix:/tmp/emu.sock: Tls handshake failed (TSI_PROTOCOL_FAILURE): "
+            "SSL_ERROR_SSL: WRONG_VERSION_NUMBER",
+            "the server at /tmp/emu.sock does not speak TLS — a local emulator?",
+        ),
+        (
+            "last error: UNKNOWN: ipv4:10.1.2.3:443: Tls handshake failed (TSI_PROTOCOL_FAILURE): "
+            "SSL_ERROR_SSL: WRONG_VERSION_NUMBER",
+            "the server at 10.1.2.3:443 does not speak TLS — a plaintext server or proxy? plaintext is allowed only",
+        ),
+        ("Ssl handshake failed: WRONG_VERSION_NUMBER", "the server does not speak TLS — a local emulator?"),
+    ],
+)
+def test_09_plaintext_server_is_recognised_and_named(details: str, hint_start: str) -> None:
+    unavailable = grpc.StatusCode.UNAVAILABLE
+    assert _errors.is_permanent(unavailable, details)
+    assert _errors.plaintext_hint(details).startswith(hint_start)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed to connect to remote host",
+        "Tls handshake failed (TSI_PROTOCOL_FAILURE): Socket closed",  # cut mid-handshake: may heal
+        "WRONG_VERSION_NUMBER",  # not a handshake failure
+    ],
+)
+def test_09_other_connection_failures_stay_transient(details: str) -> None:
+    assert not _errors.is_permanent(grpc.StatusCode.UNAVAILABLE, details)
+
+
+def test_09_untrusted_certificate_keeps_its_own_hint() -> None:
+    details = "Tls handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: CERTIFICATE_VERIFY_FAILED"
+    assert not _errors.is_plaintext_server(grpc.StatusCode.UNAVAILABLE, details)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", " True ", "yes\n"])
+async def test_09_yandexgpt_insecure_turns_plaintext_on_for_loopback(
+    make_harness: Callable[..., Harness], emu: Emulator, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("YANDEXGPT_INSECURE", value)
+    monkeypatch.setenv("YANDEXGPT_ENDPOINT", emu.address)
+    monkeypatch.setenv("YC_API_KEY", API_KEY)
+    monkeypatch.setenv("YC_FOLDER_ID", "b1genv")
+    h = make_harness(endpoint=None, insecure=None, api_key=None, folder_id=None)
+    assert (await h.complete(MODEL, "hi")).text
+    alts, _ = await h.collect(MODEL, "hi")
+    assert alts[-1].is_final and len(emu.calls) == 2
+
+
+@CLIENTS
+@pytest.mark.parametrize("value", ["0", "false", "No", "", "  "])
+def test_09_yandexgpt_insecure_off_values_mean_tls(
+    client_cls: type, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("YANDEXGPT_INSECURE", value)
+    client = client_cls(api_key="k")  # the default, remote endpoint: fine over TLS
+    assert client._config.insecure is False
+
+
+@CLIENTS
+@pytest.mark.parametrize("value", ["2", "on", "off", "insecure", "y"])
+def test_09_yandexgpt_insecure_unknown_value_names_the_variable(
+    client_cls: type, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("YANDEXGPT_INSECURE", value)
+    with pytest.raises(ConfigurationError, match=f"YANDEXGPT_INSECURE={value!r} is not understood"):
+        client_cls("127.0.0.1:1", api_key="k")
+
+
+@CLIENTS
+def test_09_yandexgpt_insecure_is_still_loopback_only(client_cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YANDEXGPT_INSECURE", "1")
+    with pytest.raises(ConfigurationError, match="YANDEXGPT_INSECURE=1 sends credentials in plaintext") as info:
+        client_cls(api_key="k")  # the default endpoint is remote
+    assert "'llm.api.cloud.yandex.net'" in str(info.value)
+    with pytest.raises(ConfigurationError, match="loopback"):
+        client_cls("10.0.0.5:50051", api_key="k")
+
+
+@CLIENTS
+def test_09_an_explicit_argument_beats_yandexgpt_insecure(client_cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YANDEXGPT_INSECURE", "1")
+    assert client_cls("llm.api.cloud.yandex.net:443", api_key="k", insecure=False)._config.insecure is False
+    monkeypatch.setenv("YANDEXGPT_INSECURE", "0")
+    assert client_cls("127.0.0.1:1", api_key="k", insecure=True)._config.insecure is True
+
+
+@pytest.fixture(scope="module")
+def standalone_emulator() -> Iterator[str]:
+    """`python -m yandexgpt_grpc.testing` as a user starts it: plaintext, its address on stdout."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yandexgpt_grpc.testing"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+README_BLOCKS = [(line, code) for line, code, skipped in python_blocks(README.read_text("utf-8")) if not skipped]
+
+
+@pytest.mark.parametrize(("line", "code"), README_BLOCKS, ids=[f"line{line}" for line, _ in README_BLOCKS])
+def test_09_readme_blocks_run_unchanged_against_the_standalone_emulator(
+    line: int, code: str, standalone_emulator: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_", "GRPC_"))}
+    env.update(YANDEXGPT_ENDPOINT=standalone_emulator, YANDEXGPT_INSECURE="1", YC_API_KEY="any", YC_FOLDER_ID="any")
+    script = tmp_path / f"readme_line{line}.py"
+    script.write_text(code, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, f"README.md block at line {line} failed:\n{proc.stderr}"
+
+
+def test_09_the_cli_honours_yandexgpt_insecure(emu: Emulator) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_"))}
+    env.update(YANDEXGPT_ENDPOINT=emu.address, YANDEXGPT_INSECURE="1", YC_API_KEY=API_KEY, YC_FOLDER_ID="b1genv")
+    proc = subprocess.run(
+        [sys.executable, "-m", "yandexgpt_grpc", "Hello"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert 'You said: "Hello"' in proc.stdout
+    assert len(emu.calls) == 1
