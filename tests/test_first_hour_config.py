@@ -25,6 +25,7 @@ from yandexgpt_grpc import (
     ConfigurationError,
     EventLoopError,
     IamTokenProvider,
+    Message,
     UnavailableError,
     YandexGPTError,
     _errors,
@@ -423,3 +424,96 @@ def test_09_the_cli_honours_yandexgpt_insecure(emu: Emulator) -> None:
     assert proc.returncode == 0, proc.stderr
     assert 'You said: "Hello"' in proc.stdout
     assert len(emu.calls) == 1
+
+
+# --- 12: wrong types -----------------------------------------------------------------------------
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((123,), {}, TypeError, "endpoint must be a str (host:port, e.g. 'llm.api.cloud.yandex.net:443'), got int 123"),
+        ((b"127.0.0.1:1",), {}, TypeError, "endpoint must be a str"),
+        ((), {"folder_id": 123}, TypeError, "folder_id must be a str such as 'b1g...', got int 123"),
+        ((), {"insecure": "no"}, TypeError, "insecure must be True, False or None, got str 'no'"),
+        ((), {"insecure": 1}, TypeError, "insecure must be True, False or None, got int 1"),
+        ((), {"data_logging": "false"}, TypeError, "data_logging must be True, False or None, got str 'false'"),
+        ((), {"metadata": "x"}, TypeError, "metadata must be a dict or a list of (key, value) pairs, got str 'x'"),
+        ((), {"metadata": [("a", "1"), "b"]}, TypeError, "metadata[1] must be a (key, value) pair, got str 'b'"),
+        ((), {"metadata": [("a", "1", "2")]}, TypeError, "metadata[0] must be a (key, value) pair, got tuple"),
+        ((), {"timeout": "5"}, TypeError, "timeout must be a number of seconds or None, got str '5'"),
+        ((), {"timeout": float("nan")}, ValueError, "timeout must be a positive number of seconds or None"),
+        ((), {"timeout": float("inf")}, ValueError, "timeout must be a positive number of seconds or None"),
+        ((), {"max_retries": "3"}, TypeError, "max_retries must be an int or None, got str '3'"),
+        ((), {"root_certificates": "-----BEGIN"}, TypeError, "root_certificates must be PEM bytes or None, got str"),
+        ((), {"operation_endpoint": 5}, TypeError, "operation_endpoint must be a str"),
+    ],
+)
+def test_12_wrong_constructor_types_name_the_argument_and_what_came(
+    client_cls: type, args: tuple[Any, ...], kwargs: dict[str, Any], error: type, message: str
+) -> None:
+    base: dict[str, Any] = {"api_key": "k"}
+    if not args:
+        base["endpoint"] = "127.0.0.1:1"
+        base.setdefault("insecure", True)
+    with pytest.raises(error) as info:
+        client_cls(*args, **{**base, **kwargs})
+    assert type(info.value) is error or issubclass(type(info.value), error)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error", "message"),
+    [
+        ((Message.user("hi"),), {}, None, None),  # a single Message is fine
+        ((b"hello",), {}, TypeError, "messages must be a str, a Message or a list of them, got bytes (decode it"),
+        ((bytearray(b"hello"),), {}, TypeError, "got bytearray"),
+        (("hi",), {"metadata": "x"}, TypeError, "metadata must be a dict or a list of (key, value) pairs"),
+        (("hi",), {"metadata": [("k",)]}, TypeError, "metadata[0] must be a (key, value) pair, got tuple"),
+        (("hi",), {"timeout": "5"}, TypeError, "timeout must be a number of seconds or None, got str '5'"),
+        (("hi",), {"timeout": 0}, ValueError, "timeout must be a positive number"),
+        (
+            ("ab\ud800c",),
+            {},
+            ValueError,
+            "messages[0]: the text has a lone surrogate '\\ud800' at offset 2",
+        ),
+        (
+            ([Message.system("ok"), Message.user("fine"), Message.user("x\udcff")],),
+            {},
+            ValueError,
+            "messages[2]: the text has a lone surrogate '\\udcff' at offset 1",
+        ),
+        (
+            ([{"role": "user", "text": "\udc80"}],),
+            {},
+            ValueError,
+            "messages[0]: the text has a lone surrogate '\\udc80' at offset 0",
+        ),
+    ],
+)
+async def test_12_wrong_call_arguments_are_refused_before_io(
+    harness: Harness, emu: Emulator, args: tuple[Any, ...], kwargs: dict[str, Any], error: Any, message: Any
+) -> None:
+    calls = [
+        lambda: harness.complete(MODEL, *args, **kwargs),
+        lambda: harness.collect(MODEL, *args, **kwargs),
+        lambda: harness.call("submit", MODEL, *args, **kwargs),
+        lambda: harness.call("tokenize_messages", MODEL, *args, **kwargs),
+    ]
+    for call in calls:
+        if error is None:
+            await call()
+            continue
+        with pytest.raises(error) as info:
+            await call()
+        assert message in str(info.value)
+    if error is not None:
+        assert emu.calls == []
+
+
+async def test_12_tokenize_names_a_lone_surrogate(harness: Harness, emu: Emulator) -> None:
+    with pytest.raises(ValueError, match=r"text: the text has a lone surrogate '\\ud83d' at offset 3"):
+        await harness.call("tokenize", MODEL, "abc\ud83d")
+    assert emu.calls == []

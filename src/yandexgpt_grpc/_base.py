@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from random import getrandbits
@@ -11,7 +12,16 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from ._auth import Credentials, resolve_credentials
-from ._checks import ENV_INSECURE, check_bool, check_str, env_flag, parse_endpoint
+from ._checks import (
+    ENV_INSECURE,
+    check_bool,
+    check_metadata_pairs,
+    check_str,
+    env_flag,
+    given,
+    parse_endpoint,
+    unencodable_text,
+)
 from ._constants import (
     DEFAULT_ENDPOINT,
     DEFAULT_OPERATION_ENDPOINT,
@@ -27,7 +37,7 @@ from ._constants import (
     MAX_MESSAGE_BYTES,
     USER_AGENT,
 )
-from ._convert import MessagesInput, build_request, model_uri, normalize_messages
+from ._convert import MessagesInput, build_request, message_texts, model_uri, normalize_messages
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
@@ -52,8 +62,10 @@ def resolve_timeout(value: Timeout, default: float | None) -> float | None:
         return default
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {given(value)}")
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"timeout must be a positive number of seconds or None (no deadline), got {value!r}")
     return float(value)
 
 
@@ -95,9 +107,9 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
 
 
 def _user_metadata(metadata: MetadataInput) -> tuple[tuple[str, str], ...]:
-    if not metadata:
+    if metadata is None:
         return ()
-    pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+    pairs = check_metadata_pairs("metadata", metadata)
     out = []
     for key, value in pairs:
         if not isinstance(key, str) or key != key.lower() or not key:
@@ -167,15 +179,15 @@ class ClientConfig:
             self.insecure, plain_from = env_flag(env, ENV_INSECURE), f"{ENV_INSECURE}=1"
         else:
             self.insecure, plain_from = bool(insecure), "insecure=True"
-        given = endpoint if endpoint is not None and endpoint != "" else None
-        from_env = env.get(ENV_ENDPOINT, "").strip() if given is None else ""
+        explicit = endpoint if endpoint is not None and endpoint != "" else None
+        from_env = env.get(ENV_ENDPOINT, "").strip() if explicit is None else ""
         self.endpoint = check_endpoint(
-            given if given is not None else from_env or DEFAULT_ENDPOINT,
+            explicit if explicit is not None else from_env or DEFAULT_ENDPOINT,
             self.insecure,
-            "endpoint" if given is not None or not from_env else ENV_ENDPOINT,
+            "endpoint" if explicit is not None or not from_env else ENV_ENDPOINT,
             plain_from,
         )
-        default_ops = self.endpoint if given is not None or from_env else DEFAULT_OPERATION_ENDPOINT
+        default_ops = self.endpoint if explicit is not None or from_env else DEFAULT_OPERATION_ENDPOINT
         self.operation_endpoint = check_endpoint(
             operation_endpoint if operation_endpoint else default_ops,
             self.insecure,
@@ -183,7 +195,10 @@ class ClientConfig:
             plain_from,
         )
         if root_certificates is not None and not isinstance(root_certificates, bytes):
-            raise TypeError("root_certificates must be PEM bytes")
+            raise TypeError(f"root_certificates must be PEM bytes or None, got {given(root_certificates)}")
+        check_bool("data_logging", data_logging, optional=True)
+        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)):
+            raise TypeError(f"max_retries must be an int or None, got {given(max_retries)}")
         if root_certificates is not None and self.insecure:
             raise ValueError("root_certificates and insecure=True contradict each other: pick one")
         self.root_certificates = root_certificates
@@ -216,7 +231,12 @@ class ClientConfig:
         self, model: str, messages: MessagesInput, options: Mapping[str, Any], stream: bool
     ) -> tg_pb2.CompletionRequest:
         turns = messages if isinstance(messages, str) else normalize_messages(messages)
-        return build_request(model_uri(model, self.folder_id), turns, options, stream)
+        uri = model_uri(model, self.folder_id)
+        try:
+            return build_request(uri, turns, options, stream)
+        except UnicodeEncodeError as exc:  # a lone surrogate: say where, before any I/O
+            texts = [("messages[0]", turns)] if isinstance(turns, str) else message_texts(turns)
+            raise unencodable_text(exc, [("model", uri), *texts]) from None
 
     def call_timeout(self, timeout: Timeout, stream: bool) -> float | None:
         return resolve_timeout(timeout, self.stream_timeout if stream else self.timeout)

@@ -135,6 +135,11 @@ def normalize_messages(messages: MessagesInput) -> list[Message]:
     """Accept a str, one Message/dict, or a sequence of them; reject anything else clearly."""
     if isinstance(messages, (str, Message, Mapping)):
         items: Iterable[Any] = (messages,)
+    elif isinstance(messages, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"messages must be a str, a Message or a list of them, got {type(messages).__name__} "
+            "(decode it first, e.g. data.decode('utf-8'))"
+        )
     elif isinstance(messages, Sequence):
         items = messages
     else:
@@ -142,6 +147,18 @@ def normalize_messages(messages: MessagesInput) -> list[Message]:
     out = [_message(item, f"messages[{i}]") for i, item in enumerate(items)]
     if not out:
         raise ValueError("messages is empty: give at least one message, e.g. Message.user('Hello')")
+    return out
+
+
+def message_texts(messages: Sequence[Message]) -> list[tuple[str, str]]:
+    """Every str of the messages, named by where it sits (for errors about their text)."""
+    out = []
+    for i, msg in enumerate(messages):
+        out.append((f"messages[{i}]", msg.text))
+        for call in msg.tool_calls or ():
+            out.append((f"messages[{i}] tool call {call.name!r}", repr(dict(call.arguments))))
+        for result in msg.tool_results or ():
+            out.append((f"messages[{i}] tool result {result.name!r}", result.content))
     return out
 
 
@@ -376,7 +393,12 @@ def unary_result(
 def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return tg_pb2.TokenizeRequest(model_uri=uri, text=text)
+    try:
+        return tg_pb2.TokenizeRequest(model_uri=uri, text=text)
+    except UnicodeEncodeError as exc:
+        from ._checks import unencodable_text
+
+        raise unencodable_text(exc, [("text", text)]) from None
 
 
 def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: str | None) -> TokenizeResult:
