@@ -19,19 +19,25 @@ import grpc
 import pytest
 
 from yandexgpt_grpc import (
+    Alternative,
     AsyncClient,
+    AsyncCompletionStream,
     Client,
     ClientClosedError,
+    CompletionResult,
+    CompletionStream,
     ConfigurationError,
     EventLoopError,
     IamTokenProvider,
     Message,
+    StreamConsumedError,
+    StreamInterruptedError,
     UnavailableError,
     YandexGPTError,
     _errors,
     _retry,
 )
-from yandexgpt_grpc.testing import Emulator
+from yandexgpt_grpc.testing import Emulator, Fault, Reply
 
 from ._certs import make_ca_and_server_cert
 from .conftest import API_KEY, Harness
@@ -517,3 +523,104 @@ async def test_12_tokenize_names_a_lone_surrogate(harness: Harness, emu: Emulato
     with pytest.raises(ValueError, match=r"text: the text has a lone surrogate '\\ud83d' at offset 3"):
         await harness.call("tokenize", MODEL, "abc\ud83d")
     assert emu.calls == []
+
+
+# --- 13: a stream read twice -----------------------------------------------------------------------
+
+
+async def read_all(stream: Any) -> list[Alternative]:
+    """A fresh loop over the stream, as a user writes it (`for` / `async for`)."""
+    if isinstance(stream, AsyncCompletionStream):
+        return [alt async for alt in stream]
+    return await asyncio.to_thread(list, stream)
+
+
+async def read_text(stream: Any) -> list[str]:
+    if isinstance(stream, AsyncCompletionStream):
+        return [piece async for piece in stream.text_stream]
+    return await asyncio.to_thread(lambda: list(stream.text_stream))
+
+
+async def get_final(stream: Any) -> CompletionResult:
+    if isinstance(stream, AsyncCompletionStream):
+        return await stream.get_final()
+    return await asyncio.to_thread(stream.get_final)
+
+
+async def test_13_a_second_loop_after_the_end_raises(harness: Harness, emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["a", "b"]))
+    stream = harness.stream(MODEL, "hi")
+    first = await read_all(stream)
+    assert [a.delta for a in first] == ["a", "b", ""]
+    for again in (read_all, read_text):
+        with pytest.raises(StreamConsumedError, match="already read to its end") as info:
+            await again(stream)
+        assert isinstance(info.value, YandexGPTError) and isinstance(info.value, RuntimeError)
+    # get_final() on a consumed stream is friendly: the result again, without I/O.
+    assert stream.final is not None
+    assert await get_final(stream) is stream.final and stream.final.text == "ab"
+    assert len(emu.calls) == 1
+
+
+async def test_13_a_loop_after_the_with_block_raises(harness: Harness, emu: Emulator) -> None:
+    stream = harness.stream(MODEL, "hi")
+    if isinstance(stream, AsyncCompletionStream):
+        async with stream:
+            async for _ in stream:
+                pass
+    else:
+        assert isinstance(stream, CompletionStream)
+
+        def run() -> None:
+            with stream:
+                for _ in stream:
+                    pass
+
+        await asyncio.to_thread(run)
+    with pytest.raises(StreamConsumedError, match="already read to its end"):
+        await read_all(stream)
+    assert (await get_final(stream)).text
+
+
+async def test_13_a_loop_after_close_raises_and_get_final_says_why(harness: Harness, emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["a", "b", "c"]))
+    stream = harness.stream(MODEL, "hi")
+    assert (await harness.next(stream)).delta == "a"
+    await harness.close_stream(stream)
+    with pytest.raises(StreamConsumedError, match="closed before it ended"):
+        await read_all(stream)
+    with pytest.raises(StreamConsumedError, match="closed before it ended"):
+        await get_final(stream)
+    never_started = harness.stream(MODEL, "hi")
+    await harness.close_stream(never_started)
+    with pytest.raises(StreamConsumedError, match="closed before it ended"):
+        await read_all(never_started)
+
+
+async def test_13_a_loop_after_a_failure_raises(harness: Harness, emu: Emulator) -> None:
+    emu.enqueue("Completion", Fault(code=grpc.StatusCode.INTERNAL, after=1, chunks=["a"]))
+    stream = harness.stream(MODEL, "hi")
+    with pytest.raises(StreamInterruptedError):
+        await read_all(stream)
+    with pytest.raises(StreamConsumedError, match="failed"):
+        await read_all(stream)
+    with pytest.raises(StreamConsumedError, match="failed"):
+        await get_final(stream)
+
+
+async def test_13_a_loop_after_break_continues_and_get_final_finishes(harness: Harness, emu: Emulator) -> None:
+    emu.enqueue("Completion", Reply(chunks=["a", "b", "c"]))
+    stream = harness.stream(MODEL, "hi")
+    assert (await harness.next(stream)).delta == "a"
+    final = await get_final(stream)  # reads the rest
+    assert final.text == "abc" and await get_final(stream) is final
+    assert not emu.calls[0].cancelled
+
+
+async def test_13_next_after_the_end_keeps_the_iterator_protocol(harness: Harness, emu: Emulator) -> None:
+    """next()/anext() on an exhausted stream stop again, as every Python iterator does; only loops raise."""
+    stream = harness.stream(MODEL, "hi")
+    await read_all(stream)
+    for _ in range(2):
+        with pytest.raises(StopAsyncIteration):
+            await harness.next(stream)
