@@ -45,6 +45,7 @@ PACKAGE = {
     "MetadataService",
     "NotFoundError",
     "Operation",
+    "OperationNotDoneError",
     "OperationTimeoutError",
     "OutOfRangeError",
     "PermissionDeniedError",
@@ -119,6 +120,7 @@ def test_errors_outside_the_api_keep_their_builtin_base() -> None:
         "ClientClosedError": RuntimeError,
         "StreamConsumedError": RuntimeError,
         "EventLoopError": RuntimeError,
+        "OperationNotDoneError": RuntimeError,
         "OperationTimeoutError": TimeoutError,
     }
     for name, builtin in pinned.items():

@@ -22,6 +22,7 @@ from yandexgpt_grpc import (
     Alternative,
     AsyncClient,
     AsyncCompletionStream,
+    AsyncOperation,
     Client,
     ClientClosedError,
     CompletionResult,
@@ -30,6 +31,7 @@ from yandexgpt_grpc import (
     EventLoopError,
     IamTokenProvider,
     Message,
+    OperationNotDoneError,
     StreamConsumedError,
     StreamInterruptedError,
     UnavailableError,
@@ -37,7 +39,7 @@ from yandexgpt_grpc import (
     _errors,
     _retry,
 )
-from yandexgpt_grpc.testing import Emulator, Fault, Reply
+from yandexgpt_grpc.testing import Emulator, Fault, OperationScript, Reply
 
 from ._certs import make_ca_and_server_cert
 from .conftest import API_KEY, Harness
@@ -122,6 +124,43 @@ async def test_11_event_loop_misuse_is_in_the_tree(client_kwargs: dict[str, Any]
     with pytest.raises(EventLoopError, match="deadlock"):
         bound.complete(MODEL, "hi")
     bound.close()
+
+
+async def test_11_result_of_a_running_operation_is_in_the_tree(harness: Harness, emu: Emulator) -> None:
+    emu.enqueue("AsyncCompletion", OperationScript(done_after_polls=3))
+    op = await harness.call("submit", MODEL, "hi")
+    with pytest.raises(OperationNotDoneError, match="still running") as info:
+        await _result(op)
+    assert isinstance(info.value, YandexGPTError) and isinstance(info.value, RuntimeError)
+
+
+async def _result(op: Any) -> Any:
+    if isinstance(op, AsyncOperation):
+        return await op.result()
+    return await asyncio.to_thread(op.result)
+
+
+@CLIENTS
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [("{not json", "is not JSON"), ("[]", "must hold a JSON object"), ("{}", "missing the field 'id'")],
+)
+def test_11_a_bad_service_account_key_file_is_a_configuration_error(
+    client_cls: type, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str, match: str
+) -> None:
+    path = tmp_path / "key.json"
+    path.write_text(content, encoding="utf-8")
+    monkeypatch.setenv("YC_SERVICE_ACCOUNT_KEY_FILE", str(path))
+    with pytest.raises(ConfigurationError, match=match):
+        client_cls("127.0.0.1:1", insecure=True)
+
+
+@CLIENTS
+def test_11_a_bad_metadata_address_is_a_configuration_error(client_cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("YC_METADATA_CREDENTIALS", "1")
+    monkeypatch.setenv("YC_METADATA_ADDR", "http://169.254.169.254/")
+    with pytest.raises(ConfigurationError, match="metadata service address"):
+        client_cls("127.0.0.1:1", insecure=True, folder_id="b1g")
 
 
 # --- 10: copy-paste endpoints and credentials ----------------------------------------------------
@@ -454,6 +493,8 @@ def test_09_the_cli_honours_yandexgpt_insecure(emu: Emulator) -> None:
         ((), {"max_retries": "3"}, TypeError, "max_retries must be an int or None, got str '3'"),
         ((), {"root_certificates": "-----BEGIN"}, TypeError, "root_certificates must be PEM bytes or None, got str"),
         ((), {"operation_endpoint": 5}, TypeError, "operation_endpoint must be a str"),
+        ((), {"channel_options": "x"}, TypeError, "channel_options must be a dict or a list of (key, value) pairs"),
+        ((), {"channel_options": [("grpc.x", 1, 2)]}, TypeError, "channel_options[0] must be a (key, value) pair"),
     ],
 )
 def test_12_wrong_constructor_types_name_the_argument_and_what_came(
@@ -624,3 +665,11 @@ async def test_13_next_after_the_end_keeps_the_iterator_protocol(harness: Harnes
     for _ in range(2):
         with pytest.raises(StopAsyncIteration):
             await harness.next(stream)
+
+
+async def test_12_operation_id_of_the_wrong_type(harness: Harness, emu: Emulator) -> None:
+    with pytest.raises(TypeError, match="operation_id must be a str, got int"):
+        await harness.call("operation", 123)
+    with pytest.raises(ValueError, match="operation_id must be a non-empty str"):
+        await harness.call("operation", " ")
+    assert emu.calls == []

@@ -41,6 +41,10 @@ class EventLoopError(YandexGPTError, RuntimeError):
     Client with an async token function inside a running loop (a deadlock)."""
 
 
+class OperationNotDoneError(YandexGPTError, RuntimeError):
+    """The result of an operation that is still running was asked for: wait() for it, or poll() later."""
+
+
 class APIError(YandexGPTError):
     """The server (or grpc on its behalf) ended a call with a non-OK status.
 

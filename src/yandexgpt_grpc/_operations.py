@@ -16,7 +16,7 @@ from . import _retry
 from ._base import ClientConfig, MetadataInput, Timeout, attempt_header, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import operation_response, tokens_of, unary_result
-from ._errors import APIError, DeadlineExceededError, YandexGPTError, error_class, find_header
+from ._errors import APIError, DeadlineExceededError, OperationNotDoneError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
@@ -150,7 +150,9 @@ class _OperationBase:
         pb: Any = None,
         initial: Any = None,
     ) -> None:
-        if not isinstance(operation_id, str) or not operation_id.strip():
+        if not isinstance(operation_id, str):
+            raise TypeError(f"operation_id must be a str, got {type(operation_id).__name__}")
+        if not operation_id.strip():
             raise ValueError(f"operation_id must be a non-empty str, got {operation_id!r}")
         self._id = operation_id.strip()
         self._cfg = cfg
@@ -202,8 +204,8 @@ class _OperationBase:
         rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
         return unary_result(resp, rid, trace_id, initial=initial)
 
-    def _not_done(self) -> RuntimeError:
-        return RuntimeError(f"operation {self._id} is still running: wait() for it, or poll() again later")
+    def _not_done(self) -> OperationNotDoneError:
+        return OperationNotDoneError(f"operation {self._id} is still running: wait() for it, or poll() again later")
 
     def _timed_out(self, timeout: float | None) -> OperationTimeoutError:
         return OperationTimeoutError(
