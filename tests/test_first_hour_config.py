@@ -198,6 +198,8 @@ async def test_10_https_urls_become_host_port(client_cls: type, given: str, targ
         ("llm.api.cloud.yandex.net 443", None, "is not host:port"),
         ("https://", None, "not a server address"),
         ("https://user@llm.api.cloud.yandex.net", None, "not a server address"),
+        ("https://user:secret@llm.api.cloud.yandex.net", None, r"'https://<redacted>@llm"),
+        ("ftp://user:secret@llm.api.cloud.yandex.net", None, r"'ftp://<redacted>@llm"),
         ("http://127.0.0.1:50051", None, "pass insecure=True"),
         ("https://127.0.0.1:50051", True, "says https"),
         ("http://example.com", True, "loopback"),
@@ -208,6 +210,7 @@ def test_10_endpoint_mistakes_are_refused_at_construction(
 ) -> None:
     with pytest.raises(ConfigurationError, match=match) as info:
         client_cls(given, api_key="k", insecure=insecure)
+    assert "secret" not in str(info.value)
     assert "e.g. 'llm.api.cloud.yandex.net:443'" in str(info.value) or "insecure" in str(info.value)
 
 
@@ -484,8 +487,10 @@ def test_09_the_cli_honours_yandexgpt_insecure(emu: Emulator) -> None:
         ((), {"insecure": "no"}, TypeError, "insecure must be True, False or None, got str 'no'"),
         ((), {"insecure": 1}, TypeError, "insecure must be True, False or None, got int 1"),
         ((), {"data_logging": "false"}, TypeError, "data_logging must be True, False or None, got str 'false'"),
-        ((), {"metadata": "x"}, TypeError, "metadata must be a dict or a list of (key, value) pairs, got str 'x'"),
-        ((), {"metadata": [("a", "1"), "b"]}, TypeError, "metadata[1] must be a (key, value) pair, got str 'b'"),
+        ((), {"metadata": "x"}, TypeError, "metadata must be a dict or a list of (key, value) pairs, got str"),
+        ((), {"metadata": "authorization: Bearer secret-token"}, TypeError, "metadata must be a dict or a list"),
+        ((), {"root_certificates": "-----BEGIN PRIVATE KEY----- secret"}, TypeError, "got str"),
+        ((), {"metadata": [("a", "1"), "b"]}, TypeError, "metadata[1] must be a (key, value) pair, got str"),
         ((), {"metadata": [("a", "1", "2")]}, TypeError, "metadata[0] must be a (key, value) pair, got tuple"),
         ((), {"timeout": "5"}, TypeError, "timeout must be a number of seconds or None, got str '5'"),
         ((), {"timeout": float("nan")}, ValueError, "timeout must be a positive number of seconds or None"),
@@ -506,8 +511,9 @@ def test_12_wrong_constructor_types_name_the_argument_and_what_came(
         base.setdefault("insecure", True)
     with pytest.raises(error) as info:
         client_cls(*args, **{**base, **kwargs})
-    assert type(info.value) is error or issubclass(type(info.value), error)
+    assert isinstance(info.value, error)
     assert message in str(info.value)
+    assert "secret" not in str(info.value)
 
 
 @pytest.mark.parametrize(

@@ -195,7 +195,7 @@ class ClientConfig:
             plain_from,
         )
         if root_certificates is not None and not isinstance(root_certificates, bytes):
-            raise TypeError(f"root_certificates must be PEM bytes or None, got {given(root_certificates)}")
+            raise TypeError(f"root_certificates must be PEM bytes or None, got {given(root_certificates, show=False)}")
         check_bool("data_logging", data_logging, optional=True)
         if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)):
             raise TypeError(f"max_retries must be an int or None, got {given(max_retries)}")

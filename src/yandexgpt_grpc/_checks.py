@@ -24,9 +24,14 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 _EXPECTED = "host:port, e.g. 'llm.api.cloud.yandex.net:443'"
 
 
-def given(value: object) -> str:
-    """How an error names a wrong value: its type, and the value itself when short (never for secrets)."""
+def given(value: object, *, show: bool = True) -> str:
+    """How an error names a wrong value: its type, and the value itself when short.
+
+    `show=False` for what may hold a secret (metadata, certificates): the type only.
+    """
     kind = type(value).__name__
+    if not show:
+        return kind
     if isinstance(value, (bool, int, float, str, bytes, bytearray)) or value is None:
         text = repr(value)
         if len(text) > 40:
@@ -64,6 +69,14 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigurationError(f"{name}={raw!r} is not understood: use 1, true or yes (or 0, false, no, empty)")
 
 
+_USERINFO = re.compile(r"(?<=//)[^/@]*@")
+
+
+def _shown(value: str) -> str:
+    """The endpoint as an error quotes it: a pasted `user:password@` is masked."""
+    return repr(_USERINFO.sub("<redacted>@", value))
+
+
 def parse_endpoint(value: object, name: str, *, insecure: bool, insecure_from: str = "insecure=True") -> str:
     """A grpc target from what users paste: `host:port`, `https://host[:port][/path]`, grpc's own schemes.
 
@@ -82,25 +95,25 @@ def parse_endpoint(value: object, name: str, *, insecure: bool, insecure_from: s
         rest = text[match.end() :]
         hostport = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
         if "@" in hostport or not hostport:
-            raise ConfigurationError(f"{name} {value!r} is not a server address: use {_EXPECTED}")
+            raise ConfigurationError(f"{name} {_shown(value)} is not a server address: use {_EXPECTED}")
         default = "443" if scheme == "https" else "80"
         target = hostport if _has_port(hostport) else f"{hostport}:{default}"
         _check_port(name, value, target)
         if scheme == "https" and insecure:
             raise ConfigurationError(
-                f"{name} {value!r} says https (TLS) but {insecure_from} asks for plaintext: drop one of them"
+                f"{name} {_shown(value)} says https (TLS) but {insecure_from} asks for plaintext: drop one of them"
             )
         if scheme == "http" and not insecure:
             raise ConfigurationError(
-                f"{name} {value!r} says http (plaintext): pass insecure=True (or set {ENV_INSECURE}=1) "
+                f"{name} {_shown(value)} says http (plaintext): pass insecure=True (or set {ENV_INSECURE}=1) "
                 f"for a local server, or use https:// or {_EXPECTED} for TLS"
             )
         text = target
     elif scheme is not None and scheme not in _GRPC_SCHEMES:
-        raise ConfigurationError(f"{name} {value!r} has an unknown scheme {scheme!r}: use {_EXPECTED}")
+        raise ConfigurationError(f"{name} {_shown(value)} has an unknown scheme {scheme!r}: use {_EXPECTED}")
     elif scheme is None and not text.startswith(("unix:", "unix-abstract:", "dns:", "ipv4:", "ipv6:", "vsock:")):
         if "/" in text or any(c.isspace() for c in text):
-            raise ConfigurationError(f"{name} {value!r} is not {_EXPECTED}")
+            raise ConfigurationError(f"{name} {_shown(value)} is not {_EXPECTED}")
         _check_port(name, value, text)
     if insecure and not is_local(text):
         raise ConfigurationError(
@@ -121,14 +134,14 @@ def _check_port(name: str, value: str, target: str) -> None:
     if target.startswith("["):
         port = target.partition("]")[2]
         if port and not port.startswith(":"):
-            raise ConfigurationError(f"{name} {value!r} is not {_EXPECTED}")
+            raise ConfigurationError(f"{name} {_shown(value)} is not {_EXPECTED}")
         port = port[1:]
     elif target.count(":") == 1:
         port = target.rsplit(":", 1)[1]
     else:
         return  # no port (grpc picks 443) or a bare IPv6 address
     if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        raise ConfigurationError(f"{name} {value!r} has no valid port: use {_EXPECTED}")
+        raise ConfigurationError(f"{name} {_shown(value)} has no valid port: use {_EXPECTED}")
 
 
 # "Api-Key abc" / "Bearer t" as copied from a curl header, maybe with "Authorization:" in front.
@@ -158,10 +171,10 @@ def check_metadata_pairs(name: str, metadata: object) -> Sequence[Any]:
     if isinstance(metadata, Mapping):
         return list(metadata.items())
     if isinstance(metadata, (str, bytes, bytearray)) or not isinstance(metadata, Sequence):
-        raise TypeError(f"{name} must be a dict or a list of (key, value) pairs, got {given(metadata)}")
+        raise TypeError(f"{name} must be a dict or a list of (key, value) pairs, got {given(metadata, show=False)}")
     for i, pair in enumerate(metadata):
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise TypeError(f"{name}[{i}] must be a (key, value) pair, got {given(pair)}")
+            raise TypeError(f"{name}[{i}] must be a (key, value) pair, got {given(pair, show=False)}")
     return metadata
 
 
