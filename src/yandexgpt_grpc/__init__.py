@@ -14,6 +14,7 @@ from ._errors import (
     CancelledError,
     ClientClosedError,
     ConfigurationError,
+    CredentialsError,
     DataLossError,
     DeadlineExceededError,
     EventLoopError,
@@ -24,6 +25,7 @@ from ._errors import (
     MessageTooLargeError,
     NotFoundError,
     OperationNotDoneError,
+    OperationTimeoutError,
     OutOfRangeError,
     PermissionDeniedError,
     RateLimitError,
@@ -55,7 +57,6 @@ if TYPE_CHECKING:
     from ._auth import (
         ApiKey,
         Credentials,
-        CredentialsError,
         IamToken,
         IamTokenProvider,
         MetadataService,
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
     )
     from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
-    from ._operations import AsyncOperation, Operation, OperationTimeoutError
+    from ._operations import AsyncOperation, Operation
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
     from ._tools import FunctionTool, function_tool
 
@@ -75,7 +76,6 @@ _LAZY = {
     "AsyncClient": "_async_client",
     "ApiKey": "_auth",
     "Credentials": "_auth",
-    "CredentialsError": "_auth",
     "IamToken": "_auth",
     "IamTokenProvider": "_auth",
     "MetadataService": "_auth",
@@ -89,7 +89,6 @@ _LAZY = {
     "Client": "_client",
     "AsyncOperation": "_operations",
     "Operation": "_operations",
-    "OperationTimeoutError": "_operations",
     "AsyncCompletionStream": "_streaming",
     "CompletionStream": "_streaming",
     "TextReset": "_streaming",

@@ -29,6 +29,7 @@ from ._auth_sa import ServiceAccountKey
 from ._checks import strip_auth_scheme
 from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
 from ._errors import ConfigurationError
+from ._public import public
 
 __all__ = [
     "ApiKey",
@@ -47,16 +48,13 @@ ENV_METADATA_CREDENTIALS = "YC_METADATA_CREDENTIALS"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
-class ApiKey(Credentials):
-    """A static API key (``Api-Key …``); the key's service account picks the folder.
-
-    A pasted header scheme (``Api-Key abc``, ``Authorization: Api-Key abc``) is dropped.
-    """
+class _StaticHeader(Credentials):
+    """Credentials whose authorization never changes: no refresh, no await."""
 
     __slots__ = ("_header",)
 
-    def __init__(self, key: str) -> None:
-        self._header = "Api-Key " + clean_secret(strip_auth_scheme(key, "Api-Key", "API key"), "API key")
+    def __init__(self, header: str) -> None:
+        self._header = header
 
     def authorization(self) -> str:
         return self._header
@@ -69,27 +67,29 @@ class ApiKey(Credentials):
         return self._header
 
 
-class IamToken(Credentials):
+class ApiKey(_StaticHeader):
+    """A static API key (``Api-Key …``); the key's service account picks the folder.
+
+    A pasted header scheme (``Api-Key abc``, ``Authorization: Api-Key abc``) is dropped.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, key: str) -> None:
+        super().__init__("Api-Key " + clean_secret(strip_auth_scheme(key, "Api-Key", "API key"), "API key"))
+
+
+class IamToken(_StaticHeader):
     """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source.
 
     A pasted header scheme (``Bearer t1.…``) is dropped.
     """
 
     sends_folder_id: ClassVar[bool] = True
-    __slots__ = ("_header",)
+    __slots__ = ()
 
     def __init__(self, token: str) -> None:
-        self._header = "Bearer " + clean_secret(strip_auth_scheme(token, "Bearer", "IAM token"), "IAM token")
-
-    def authorization(self) -> str:
-        return self._header
-
-    async def aauthorization(self) -> str:
-        return self._header
-
-    @property
-    def static_authorization(self) -> str:
-        return self._header
+        super().__init__("Bearer " + clean_secret(strip_auth_scheme(token, "Bearer", "IAM token"), "IAM token"))
 
 
 ProviderResult = str | tuple[str, datetime.datetime | float]
@@ -230,3 +230,6 @@ def resolve_credentials(
 
 #: Alias under the name users of other cloud SDKs look for.
 default_credentials = resolve_credentials
+
+
+public(ApiKey, IamToken, IamTokenProvider)

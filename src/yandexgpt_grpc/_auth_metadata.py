@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
 from ._errors import ConfigurationError
+from ._public import public
 
 __all__ = ["DEFAULT_METADATA_ADDR", "METADATA_TOKEN_PATH", "MetadataService"]
 
@@ -87,3 +88,6 @@ def _parse(body: bytes, where: str, now: float) -> Token:
     if kind is not None and str(kind).lower() != "bearer":
         raise CredentialsError(f"{where} answered token_type {kind!r}, expected 'Bearer'")
     return Token(token, now + float(expires_in))
+
+
+public(MetadataService)

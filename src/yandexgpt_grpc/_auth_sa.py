@@ -20,6 +20,7 @@ from ._constants import DEFAULT_IAM_ENDPOINT, USER_AGENT
 from ._errors import ConfigurationError
 from ._generated.yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
 from ._net import is_local
+from ._public import public
 
 __all__ = ["IAM_TOKEN_AUDIENCE", "ServiceAccountKey"]
 
@@ -187,3 +188,6 @@ class ServiceAccountKey(RefreshingCredentials):
         else:
             expires_at = now + _FALLBACK_TOKEN_LIFETIME
         return Token(response.iam_token, expires_at)
+
+
+public(ServiceAccountKey)
