@@ -177,6 +177,7 @@ def test_11_a_bad_metadata_address_is_a_configuration_error(client_cls: type, mo
         ("  https://[2001:db8::1]/  ", "[2001:db8::1]:443"),
         ("llm.api.cloud.yandex.net:443", "llm.api.cloud.yandex.net:443"),
         ("dns:///llm.api.cloud.yandex.net:443", "dns:///llm.api.cloud.yandex.net:443"),
+        ("xds:///llm-service", "xds:///llm-service"),  # grpc's own schemes pass through
     ],
 )
 async def test_10_https_urls_become_host_port(client_cls: type, given: str, target: str) -> None:
