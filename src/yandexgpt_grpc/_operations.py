@@ -18,6 +18,7 @@ from ._channel import unparsable_error
 from ._convert import cancel_operation_request, get_operation_request, operation_result
 from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before
     DeadlineExceededError,
+    OperationNotDoneError,
     OperationTimeoutError,
     YandexGPTError,
 )
@@ -96,7 +97,9 @@ class _OperationBase:
         pb: Any = None,
         initial: Any = None,
     ) -> None:
-        if not isinstance(operation_id, str) or not operation_id.strip():
+        if not isinstance(operation_id, str):
+            raise TypeError(f"operation_id must be a str, got {type(operation_id).__name__}")
+        if not operation_id.strip():
             raise ValueError(f"operation_id must be a non-empty str, got {operation_id!r}")
         self._id = operation_id.strip()
         self._cfg = cfg
@@ -158,8 +161,8 @@ class _OperationBase:
             raise self._timed_out(timeout)
         return pause
 
-    def _not_done(self) -> RuntimeError:
-        return RuntimeError(f"operation {self._id} is still running: wait() for it, or poll() again later")
+    def _not_done(self) -> OperationNotDoneError:
+        return OperationNotDoneError(f"operation {self._id} is still running: wait() for it, or poll() again later")
 
     def _timed_out(self, timeout: float | None) -> OperationTimeoutError:
         return OperationTimeoutError(
