@@ -13,6 +13,7 @@ from ._base import ClientBase, MetadataInput, Timeout
 from ._channel import UNPARSABLE, completion_once, open_channel, unparsable_error
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
+from ._errors import ClientClosedError, EventLoopError
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -50,14 +51,14 @@ class AsyncClient(ClientBase):
     def _ensure_channel(self) -> Any:
         """The Completion callable, creating the channel on first use in this loop."""
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return self._completion
         if self._loop is not None:
             closed = self._loop.is_closed()
             why = "in a loop that has closed since (a second asyncio.run()?)" if closed else "in another loop"
-            raise RuntimeError(
+            raise EventLoopError(
                 f"this AsyncClient was first used {why}, and grpc channels cannot move between event loops: "
                 "create the AsyncClient inside the loop that uses it (one per loop)"
             )
@@ -130,7 +131,7 @@ class AsyncClient(ClientBase):
         Not a coroutine: arguments are checked now; the RPC starts when you begin iterating.
         """
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
@@ -161,7 +162,7 @@ class AsyncClient(ClientBase):
     def operation(self, operation_id: str) -> AsyncOperation:
         """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         return AsyncOperation(operation_id, self._config, self._operations)
 
     @documented(options=False, call_args=("model", "text", "timeout", "metadata", "retry"))
@@ -220,7 +221,7 @@ class AsyncClient(ClientBase):
     def batch_jobs(self) -> AsyncBatchJobs:
         """The platform's batch engine: whole JSONL files answered on Yandex's fleet (AsyncBatchJobs)."""
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         jobs: AsyncBatchJobs | None = getattr(self, "_batch_jobs", None)
         if jobs is None:
             from ._cloud_jobs import AsyncBatchJobs  # loaded on first use: most programs never need it
