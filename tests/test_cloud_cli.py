@@ -198,3 +198,33 @@ def test_batch_jobs_list_status_results_cancel_delete(emu: Emulator, batch: Batc
     proc = run(emu, "batch-jobs", "status", task.id)
     assert (proc.returncode, "not found" in proc.stderr) == (4, True)
     assert run(emu, "batch-jobs", "status").returncode == 2
+
+
+def test_progress_display_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from yandexgpt_grpc import _cloud_cli
+
+    monkeypatch.setattr(_cloud_cli.importlib.util, "find_spec", lambda name: None)
+    err = io.StringIO()
+    display = _cloud_cli._Display(err, enabled=True)
+    for step in [
+        ("PENDING", 0, 3),
+        ("PENDING", 0, 3),
+        ("IN_PROGRESS", 1, 3),
+        ("IN_PROGRESS", 1, 3),
+        ("COMPLETED", 3, 3),
+    ]:
+        display(*step)
+    display.close()
+    assert err.getvalue().splitlines() == [
+        "yandexgpt-grpc: task PENDING",
+        "yandexgpt-grpc: 0/3 batches",
+        "yandexgpt-grpc: task IN_PROGRESS",
+        "yandexgpt-grpc: 1/3 batches",
+        "yandexgpt-grpc: task COMPLETED",
+        "yandexgpt-grpc: 3/3 batches",
+    ]
+    quiet = io.StringIO()
+    _cloud_cli._Display(quiet, enabled=False)("IN_PROGRESS", 1, 3)
+    assert quiet.getvalue() == "yandexgpt-grpc: task IN_PROGRESS\n"

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
-
-from ._batch import Progress
 
 if TYPE_CHECKING:
     from ._async_client import AsyncClient
@@ -63,31 +61,41 @@ def add_batch_jobs_parser(
 
 
 class _Display:
-    """Progress over completed / total batches, drawn like the local runner's; quiet off a terminal."""
+    """Task status changes as lines; progress over completed / total batches as a bar on a terminal.
+
+    The bar is tqdm's (the `cli` extra, as for the local runner) when it is installed; without it a
+    line per change of the batch count.
+    """
 
     def __init__(self, err: TextIO, enabled: bool | None) -> None:
         self._err = err
         self._enabled = err.isatty() if enabled is None else enabled
-        self._bar: Progress | None = None
+        self._bar: Any = None
         self._status = ""
+        self._shown = (-1, -1)
 
     def __call__(self, status: str, completed: int, total: int) -> None:
         if status != self._status:
+            self.close()
             self._status = status
-            if self._bar is not None:
-                self._err.write("\n")
-                self._bar = None
             self._err.write(f"{PROG}: task {status}\n")
-        if not self._enabled or not total:
+        if not self._enabled or not total or (completed, total) == self._shown:
+            return
+        self._shown = (completed, total)
+        if importlib.util.find_spec("tqdm") is None:
+            self._err.write(f"{PROG}: {completed}/{total} batches\n")
             return
         if self._bar is None:
-            self._bar = Progress(self._err, total, time.monotonic)
-        self._bar.done = completed
-        self._bar.draw(force=True)
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="batch", file=self._err, dynamic_ncols=True, leave=True)
+        self._bar.total = total
+        self._bar.n = completed
+        self._bar.refresh()
 
     def close(self) -> None:
         if self._bar is not None:
-            self._err.write("\n")
+            self._bar.close()
             self._bar = None
 
 
