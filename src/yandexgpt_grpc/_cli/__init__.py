@@ -31,6 +31,7 @@ from ._args import (
     EXIT_USAGE,
     PROG,
     Fail,
+    NoText,
     UsageError,
     parse,
 )
@@ -88,7 +89,7 @@ def _user_text(args: argparse.Namespace, stdin: TextIO) -> str:
     text = args.user_text if args.user_text is not None else args.text
     if text is None or text == "-":
         if text is None and stdin.isatty():
-            raise UsageError("no text: pass it as an argument, with --user-text, or on stdin (- reads stdin)")
+            raise NoText("no text: pass it as an argument, with --user-text, or on stdin (- reads stdin)")
         text = _read_stdin(stdin)
     else:
         try:
@@ -130,7 +131,8 @@ def _credentials(args: argparse.Namespace) -> Any:
                 "YC_SERVICE_ACCOUNT_KEY_FILE, or try --emulator",
                 EXIT_AUTH,
             ) from exc
-        raise Fail(cli_wording(str(exc)), EXIT_AUTH) from exc
+        # A credential that cannot work (an unreadable key file) is 3; flags that contradict, 2.
+        raise Fail(cli_wording(str(exc)), EXIT_AUTH if isinstance(exc, CredentialsError) else EXIT_USAGE) from exc
 
 
 @contextlib.contextmanager
@@ -400,7 +402,7 @@ def _main(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
 
     def fail(message: str, code: int, usage: bool = False) -> int:
         printer.before_message()
-        if usage and args.command == "complete" and args.text is None and args.user_text is None:
+        if usage:
             err.write(args.parser.format_usage())
         err.write(f"{PROG}: error: {' '.join(_redact(message, secrets).split())}\n")
         err.flush()
@@ -416,7 +418,7 @@ def _main(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> 
         err.write(f"{PROG}: interrupted\n")
         return EXIT_INTERRUPTED
     except UsageError as exc:
-        return fail(str(exc), EXIT_USAGE, usage=True)
+        return fail(str(exc), EXIT_USAGE, usage=isinstance(exc, NoText))
     except Fail as exc:
         return fail(str(exc), exc.code)
     except (ValueError, TypeError) as exc:  # argument checks in the client, before any I/O

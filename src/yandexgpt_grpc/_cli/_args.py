@@ -53,6 +53,10 @@ class UsageError(Exception):
     """Bad input from the command line: exit 2 with the message."""
 
 
+class NoText(UsageError):
+    """No text and a terminal on stdin: the usage goes with the message."""
+
+
 class Fail(Exception):
     """A handled failure: message for stderr plus the exit code."""
 

@@ -29,8 +29,10 @@ _REPLACED = (
         re.compile(r"^messages is empty: give at least one message.*$"),
         "no text to send: give it as an argument, with --user-text, or on stdin",
     ),
-    (re.compile(r"\bcredentials=, "), ""),
-    (re.compile(r"\bpass only one of --api-key, --iam-token\b"), "pass only one of --api-key and --iam-token"),
+    (
+        re.compile(r"\bpass only one of (credentials=, )?--api-key, --iam-token( \(got [^)]*\))?"),
+        "pass only one of --api-key and --iam-token",
+    ),
 )
 
 _TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
@@ -53,12 +55,12 @@ def _mb(size: int) -> str:
 def too_large(details: str, sent: int) -> str | None:
     """grpc's "Received message larger than max (N vs. M)" as a sentence, or None if it is not that.
 
-    N at least the size of what we sent means the server refused our request; else the answer was
-    larger than this side's receive limit.
+    N about the size of what we sent (the text plus the request's framing) means the server refused
+    our request; else the answer was larger than this side's receive limit.
     """
     m = _TOO_LARGE.search(details)
     if m is None:
         return None
     size, limit = int(m.group(1)), int(m.group(2))
-    what = "the prompt" if size >= sent else "the answer"
+    what = "the prompt" if sent <= size <= sent + 2**20 else "the answer"
     return f"{what} is too large ({_mb(size)} MB; the limit is {_mb(limit)} MB)"
