@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Any, TextIO
 
 from yandexgpt_grpc._types import AlternativeStatus
@@ -85,6 +84,8 @@ class Printer:
         """Take back what was shown: erased on a terminal where widths are known, else a fresh line."""
         width = _width_function() if self.tty else None
         if self.tty and width is not None:
+            import shutil
+
             size = shutil.get_terminal_size()
             columns = max(size.columns, 1)
             rows = rows_above(self.shown, columns, width)
