@@ -331,37 +331,26 @@ def _run(args: argparse.Namespace, stdin: TextIO, printer: Printer) -> int:
 # -- the process -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _quiet_grpc(args: argparse.Namespace, own_stderr: bool) -> Iterator[None]:
+def _quiet_grpc(args: argparse.Namespace) -> None:
     """Keep grpc's C-core log lines (ssl_transport_security.cc ...) off the screen unless --debug.
 
     grpc reads GRPC_VERBOSITY when it is imported, and `import yandexgpt_grpc` has imported it
     before any of this runs; so file descriptor 2 goes to /dev/null for the C-core while Python's
-    sys.stderr keeps writing to the original. A user's own GRPC_VERBOSITY or GRPC_TRACE is left alone.
+    sys.stderr writes to a duplicate of the original. Not undone on return: grpc's threads still
+    log while the process shuts down. A user's own GRPC_VERBOSITY or GRPC_TRACE is left alone.
     """
-    if args.debug or not own_stderr or "GRPC_VERBOSITY" in os.environ or "GRPC_TRACE" in os.environ:
-        yield
+    if args.debug or "GRPC_VERBOSITY" in os.environ or "GRPC_TRACE" in os.environ:
         return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
     except (AttributeError, OSError, ValueError):  # no real file descriptor 2
-        yield
         return
     original = sys.stderr
-    stream = open(saved, "w", encoding=original.encoding, errors="backslashreplace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(saved, "w", encoding=original.encoding, errors="backslashreplace", buffering=1)  # noqa: SIM115
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
-    sys.stderr = stream
-    try:
-        yield
-    finally:
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-        sys.stderr = original
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def _close_stdout(out: TextIO) -> None:
@@ -382,14 +371,19 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Entry point of the console script; returns the exit status."""
+    """Entry point of the console script; returns the exit status.
+
+    Without `stderr`, the process's own stderr is used and grpc's C-core logging is silenced
+    for the rest of the process (see _quiet_grpc).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse(argv)
     except SystemExit as exc:  # argparse: --help/--version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    with _quiet_grpc(args, stderr is None):
-        return _main(args, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
+    if stderr is None:  # the process's own stderr: the console script or python -m
+        _quiet_grpc(args)
+    return _main(args, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
 
 
 def _main(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
