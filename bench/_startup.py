@@ -57,7 +57,7 @@ def run_startup(port: int, cpu: int | None, reps: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_", "GRPC_"))}
     pre = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None else None
     times: dict[str, list[float]] = {k: [] for k in cmds}
-    cpu: dict[str, list[float]] = {k: [] for k in cmds}  # user + system: less swayed by other load
+    cpu_times: dict[str, list[float]] = {k: [] for k in cmds}  # user + system: less swayed by other load
     for i in range(reps + 1):  # the first pair warms the page cache and is dropped
         for key in cmds if i % 2 == 0 else list(cmds)[::-1]:
             r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -69,9 +69,9 @@ def run_startup(port: int, cpu: int | None, reps: int) -> dict[str, Any]:
                 raise RuntimeError(f"startup/{key} failed ({out.returncode}):\n{out.stderr}")
             if i:
                 times[key].append(elapsed)
-                cpu[key].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
+                cpu_times[key].append(r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime)
     med = {k: statistics.median(v) for k, v in times.items()}
-    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu_times.items()}
     ratio = med["ours"] / med["raw"]
     return {
         "reps": reps,
