@@ -409,12 +409,12 @@ def test_library_messages_in_cli_words(library: str, cli_words: str) -> None:
 # -- a prompt over the size limit (item 3) ------------------------------------------------------
 
 
-def test_a_prompt_over_the_servers_limit_exits_4(emu: Emulator) -> None:
+@pytest.mark.parametrize("command", ["complete", "tokenize", "submit"])
+def test_a_prompt_over_the_servers_limit_exits_4(emu: Emulator, command: str) -> None:
     prompt = "x" * (5 * 2**20)  # the emulator keeps grpc's default 4 MiB receive limit, as servers do
-    proc = run(*conn(emu), "-", stdin=prompt)
+    proc = run(command, *conn(emu), "-", stdin=prompt)
     assert proc.returncode == 4
     assert proc.stderr == "yandexgpt-grpc: error: the prompt is too large (5.0 MB; the limit is 4 MB)\n"
-    assert len(emu.calls_for("Completion")) <= 1  # refused, not retried
 
 
 def test_too_large_wording() -> None:
@@ -556,3 +556,27 @@ def test_grpc_core_logs_only_with_debug(emu: Emulator) -> None:
     assert "ssl_transport_security" in debug.stderr  # the test would see the lines if they came
     own = run(*args, env=clean_env(GRPC_VERBOSITY="INFO"))  # a user's own setting is theirs
     assert "ssl_transport_security" in own.stderr
+
+
+def test_ctrl_c_during_a_unary_call_cancels_it(emu: Emulator) -> None:
+    """One-shot calls run on the blocking Client: Ctrl-C must still reach the wire as a cancel."""
+    emu.enqueue("Completion", Fault(stall=True))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yandexgpt_grpc", *conn(emu), "stall please"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert emu.wait_for(lambda: len(emu.calls_for("Completion")) == 1, timeout=20)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (130, "", "yandexgpt-grpc: interrupted\n")
+    call = emu.calls_for("Completion")[0]
+    assert emu.wait_for(lambda: call.cancelled, timeout=5), "the server never saw the cancel"

@@ -311,21 +311,20 @@ def _run(args: argparse.Namespace, stdin: TextIO, printer: Printer) -> int:
             return run_batch_command(args, kwargs, printer)
         from yandexgpt_grpc._client import Client
 
-        with Client(**kwargs) as client:
-            if args.command == "tokenize":
-                return _tokenize(args, client, messages, printer)
-            if args.command == "submit":
-                return _submit(args, client, messages, printer)
-            if args.command == "operation":
-                return _operation(args, client, printer)
-            try:
+        try:
+            with Client(**kwargs) as client:
+                if args.command == "tokenize":
+                    return _tokenize(args, client, messages, printer)
+                if args.command == "submit":
+                    return _submit(args, client, messages, printer)
+                if args.command == "operation":
+                    return _operation(args, client, printer)
                 return _complete(args, client, messages, printer)
-            except MessageTooLargeError as exc:
-                sent = sum(len(m.text.encode("utf-8")) for m in messages)
-                sentence = too_large(exc.details, sent)
-                if sentence is None:
-                    raise
-                raise Fail(sentence, EXIT_INVALID) from exc
+        except MessageTooLargeError as exc:  # no retry can help: say which message and by how much
+            sentence = too_large(exc.details, sum(len(m.text.encode("utf-8")) for m in messages))
+            if sentence is None:
+                raise
+            raise Fail(sentence, EXIT_INVALID) from exc
 
 
 # -- the process -----------------------------------------------------------------------------
