@@ -189,3 +189,33 @@ def test_bare_text_needs_no_terminal_for_the_answer(emu: Emulator) -> None:
 def test_api_key_not_on_screen(emu: Emulator) -> None:
     screen = on_terminal(["--endpoint", emu.address, "--insecure", "--api-key", API_KEY, "--folder-id", FOLDER, "x"])
     assert API_KEY.encode() not in screen.raw
+
+
+@pytest.mark.parametrize(
+    ("text", "columns", "rows"),
+    [
+        ("", 10, 0),
+        ("abc", 10, 0),
+        ("a" * 10, 10, 0),  # a full row: the cursor waits in the last column (pending wrap)
+        ("a" * 11, 10, 1),
+        ("漢" * 4, 9, 0),  # 8 columns
+        ("漢" * 5, 9, 1),  # the fifth does not fit in the 9th column: it starts the next row
+        ("😀" * 5, 10, 0),
+        ("e\u0301" * 9, 10, 0),  # combining accents take no column
+        ("e\u0301" * 10, 10, 1),  # one after a full row: counted as a wrap, as pyte does (erase more, not less)
+        ("one\ntwo\n", 80, 2),
+        ("\tx", 8, 0),
+        ("a" * 7 + "\tb", 8, 0),  # a tab never wraps: it stops in the last column, where b goes
+        ("a" * 8 + "\tb", 8, 0),  # nor after a full row
+    ],
+)
+def test_rows_above_follows_terminal_wrapping(text: str, columns: int, rows: int) -> None:
+    from wcwidth import wcwidth
+
+    from yandexgpt_grpc._cli._term import rows_above
+
+    assert rows_above(text, columns, wcwidth) == rows
+    screen = pyte.Screen(columns, 10)
+    pyte.Stream(screen).feed(text.replace("\n", "\r\n"))
+    if "漢" not in text:  # pyte draws a wide character into the last column where real terminals wrap it
+        assert screen.cursor.y == rows

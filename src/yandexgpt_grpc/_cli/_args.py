@@ -117,13 +117,13 @@ def _generation_flags(p: argparse.ArgumentParser, model_default: str | None = DE
         help="short name (yandexgpt-lite, yandexgpt/rc) or full gpt:// URI"
         + (f" (default: {model_default})" if model_default else ""),
     )
-    g.add_argument("--temperature", type=_temperature, help="sampling temperature in [0, 1]")
+    g.add_argument("--temperature", type=_temperature, metavar="T", help="sampling temperature in [0, 1]")
     g.add_argument("--max-tokens", type=_positive_int, metavar="N", help="cap on generated tokens")
 
 
 def _text_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
-    g.add_argument("text", nargs="?", help="the user message; - or none (with --user-text absent) reads it from stdin")
+    g.add_argument("text", nargs="?", help="the user message (or --user-text); - or no text reads it from stdin")
     g.add_argument("--user-text", metavar="TEXT", help="the user message")
     g.add_argument("--system", metavar="TEXT", help="a system message (instructions) sent first")
 

@@ -35,11 +35,13 @@ def rows_above(text: str, columns: int, width: Any) -> int:
         if ch == "\r":
             col = 0
             continue
-        if ch == "\t":
-            col = min(columns - 1, (col // _TAB + 1) * _TAB) if col < columns else col
+        if ch == "\t":  # to the next tab stop, never past the last column (and never wrapping)
+            col = min(columns - 1, (col // _TAB + 1) * _TAB)
             continue
         w = width(ch)
-        if w <= 0:  # combining marks, zero-width joiners, control characters: no cell of their own
+        if w <= 0:  # combining marks, zero-width joiners, control characters: no cell of their own,
+            if col >= columns:  # but after a full row some terminals wrap: count it, erasing more not less
+                row, col = row + 1, 0
             continue
         if col + w > columns:
             row, col = row + 1, 0
