@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EMULATOR_FOLDER = "b1g-emulator"
+_grpc_quieted = False
 
 # grpc.StatusCode names (not members: comparing names needs no grpc import here) -> exit status.
 _BY_CODE = {
@@ -338,8 +339,10 @@ def _quiet_grpc(args: argparse.Namespace) -> None:
     sys.stderr writes to a duplicate of the original. Not undone on return: grpc's threads still
     log while the process shuts down. A user's own GRPC_VERBOSITY or GRPC_TRACE is left alone.
     """
-    if args.debug or "GRPC_VERBOSITY" in os.environ or "GRPC_TRACE" in os.environ:
+    global _grpc_quieted
+    if _grpc_quieted or args.debug or "GRPC_VERBOSITY" in os.environ or "GRPC_TRACE" in os.environ:
         return
+    _grpc_quieted = True  # once per process: a second dup(2) would duplicate /dev/null
     try:
         sys.stderr.flush()
         saved = os.dup(2)
