@@ -547,11 +547,11 @@ def test_head_reads_two_lines_and_the_pipeline_ends(emu: Emulator) -> None:
 
 
 def test_grpc_core_logs_only_with_debug(emu: Emulator) -> None:
-    args = ["--endpoint", emu.address, "--api-key", API_KEY, "--folder-id", FOLDER, "--timeout", "5", "hi"]
-    proc = run(*args)  # TLS to a plaintext server: the handshake fails, and grpc logs about it
+    args = ["--endpoint", emu.address, "--api-key", API_KEY, "--folder-id", FOLDER, "--timeout", "1", "hi"]
+    proc = run(*args)  # TLS to a plaintext server: each handshake fails, and grpc logs about it
     assert proc.returncode == 5
     lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("yandexgpt-grpc: error: UNAVAILABLE"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("yandexgpt-grpc: error: "), proc.stderr
     debug = run(*args, "--debug")
     assert "ssl_transport_security" in debug.stderr  # the test would see the lines if they came
     own = run(*args, env=clean_env(GRPC_VERBOSITY="INFO"))  # a user's own setting is theirs
