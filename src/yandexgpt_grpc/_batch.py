@@ -22,7 +22,8 @@ import grpc
 
 from ._async_client import AsyncClient
 from ._convert import _OPTION_NAMES, build_request, normalize_messages
-from ._errors import APIError, YandexGPTError
+from ._errors import APIError, YandexGPTError, rpc_code
+from ._public import public
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
@@ -397,7 +398,8 @@ async def arun_batch(
     summary.total = len(items)
     summary.skipped = len(items) - len(todo)
 
-    policy = retry if retry is not None else client._config.retry
+    cfg = client._config
+    policy = retry if retry is not None else cfg.retry
     limiter = RateLimiter(rps, clock=clock, sleep=sleep)
     out_stream: TextIO | None
     if progress is None:
@@ -414,31 +416,26 @@ async def arun_batch(
     queue: Iterator[_Item] = iter(todo)
 
     async def answer(item: _Item) -> dict[str, Any]:
-        attempt = 0
-        while True:
-            attempt += 1
+        # Every attempt goes through the client's retry driver; the limiter only adds its hooks:
+        # wait for a turn before each attempt, slow down on each RESOURCE_EXHAUSTED.
+        began = 0.0
+
+        async def before() -> None:
+            nonlocal began
             began = await limiter.acquire()
-            try:
-                result = await client.complete(
-                    item.model or model or "",
-                    item.messages,
-                    timeout=timeout,
-                    retry=None,
-                    **item.options,
-                )
-            except APIError as exc:
-                if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    limiter.slow_down(began)
-                cause = exc.__cause__
-                delay = policy.next_delay(cause, attempt, None) if isinstance(cause, grpc.RpcError) else None
-                if delay is None:
-                    return _failure(item, exc)
-                await sleep(delay)
-                continue
-            except (YandexGPTError, ValueError, TypeError) as exc:
-                return _failure(item, exc)
-            limiter.speed_up()
-            return _success(item, result)
+
+        def on_error(exc: Any) -> None:
+            if rpc_code(exc) is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                limiter.slow_down(began)
+
+        try:
+            request = cfg.prepare(item.model or model or "", item.messages, item.options, stream=False)
+            tries = cfg.attempts("Completion", timeout, policy)
+            result = await client._completion_call(request, tries, before, on_error)
+        except (YandexGPTError, ValueError, TypeError) as exc:
+            return _failure(item, exc)
+        limiter.speed_up()
+        return _success(item, result)
 
     async def worker() -> None:
         for item in queue:
@@ -506,3 +503,6 @@ def run_batch(
             )
 
     return asyncio.run(main())
+
+
+public(BatchProblem, BatchSummary)

@@ -1,4 +1,9 @@
-"""Python values <-> protobuf messages: the only module that builds requests or reads responses."""
+"""Python values <-> protobuf messages: every request is built and every answer read here.
+
+One deliberate exception: a stream's per-message step (`_streaming`: `_StreamState._consume` and the
+inlined common case in `AsyncCompletionStream._iterate`) reads `alternatives` itself and calls
+`alternative_of` from here, because a function call per message is measurable on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import grpc
 from google.protobuf import json_format
 
+from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
+from ._errors import IncompleteStreamError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
+from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
 from ._types import (
     ROLES,
     STATUSES,
@@ -61,16 +70,17 @@ class GenerationOptions(TypedDict, total=False):
     """Sampling and output options shared by complete(), stream(), submit() and tokenize_messages().
 
     tools: FunctionTool objects, typed functions (schema from signature and docstring) or
-    dicts with name/description/parameters/strict. tool_choice: "none", "auto", "required"
-    or the name of one of the tools. response_format: "json" (any JSON object), a JSON-schema
-    dict, or a pydantic model class. reasoning_mode: "disabled" or "enabled_hidden".
+    dicts with name/description/parameters/strict. tool_choice: "none", "auto", "required",
+    the name of one of the tools or {"type": "function", "function": {"name": ...}}.
+    response_format: "json" (any JSON object), a JSON-schema dict, a pydantic model class, or
+    (with pydantic) any type its TypeAdapter describes. reasoning_mode: "disabled" or "enabled_hidden".
     """
 
     temperature: float | None
     max_tokens: int | None
     reasoning_mode: str | None
     tools: Sequence[ToolInput] | None
-    tool_choice: str | FunctionTool | None
+    tool_choice: str | FunctionTool | Mapping[str, Any] | None
     parallel_tool_calls: bool | None
     response_format: ResponseFormat | None
 
@@ -249,6 +259,13 @@ def _set_tool_choice(req: tg_pb2.CompletionRequest, choice: Any, names: Sequence
 
     if isinstance(choice, FunctionTool):
         choice = choice.name
+    elif isinstance(choice, Mapping):  # the REST API's {"type": "function", "function": {"name": ...}}
+        fn = choice.get("function") if choice.get("type") == "function" and len(choice) == 2 else None
+        choice = fn.get("name") if isinstance(fn, Mapping) and set(fn) == {"name"} else None
+        if not isinstance(choice, str) or choice not in names:
+            raise ValueError("tool_choice dict must be {'type': 'function', 'function': {'name': <a tool in tools=>}}")
+        req.tool_choice.function_name = choice
+        return
     elif callable(choice) and not isinstance(choice, str):
         choice = getattr(choice, "__name__", choice)
     if not isinstance(choice, str):
@@ -372,6 +389,19 @@ def unary_result(
     return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)
 
 
+def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trailing: Any) -> CompletionResult:
+    """complete()'s result from the answer and its headers; an answer without a message is incomplete."""
+    rid = find_header(initial, HEADER_REQUEST_ID)
+    if resp is None:
+        raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
+    trace_id = find_header(initial, HEADER_TRACE_ID)
+    return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+
+
+def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:
+    return tokens_of(resp, find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID))
+
+
 def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -381,6 +411,32 @@ def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
 def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: str | None) -> TokenizeResult:
     tokens = tuple(Token(t.id, t.text, t.special) for t in resp.tokens)
     return TokenizeResult(tokens, resp.model_version, request_id, trace_id, resp)
+
+
+def get_operation_request(operation_id: str) -> op_service_pb2.GetOperationRequest:
+    return op_service_pb2.GetOperationRequest(operation_id=operation_id)
+
+
+def cancel_operation_request(operation_id: str) -> op_service_pb2.CancelOperationRequest:
+    return op_service_pb2.CancelOperationRequest(operation_id=operation_id)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def operation_result(op: Any, operation_id: str, initial: Any) -> CompletionResult:
+    """The result of a done Operation, or its error raised as our exception class."""
+    if op.HasField("error"):
+        code = _CODES.get(op.error.code, grpc.StatusCode.UNKNOWN)
+        raise error_class(code)(
+            op.error.message, code=code, operation_id=operation_id, status_details=tuple(op.error.details)
+        )
+    resp = operation_response(op)
+    if resp is None:
+        raise YandexGPTError(f"operation {operation_id} is done but carries neither a response nor an error")
+    initial = tuple(initial or ())
+    rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
+    return unary_result(resp, rid, trace_id, initial=initial)
 
 
 def operation_response(op: Any) -> tg_pb2.CompletionResponse | None:
