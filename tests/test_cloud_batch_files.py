@@ -123,9 +123,9 @@ def test_options_that_differ_per_line_are_refused_naming_the_lines(tmp_path: Pat
     with pytest.raises(ValueError, match="one cloud batch task has one model and one set of options") as info:
         convert_input(src, dest_dir=tmp_path)
     message = str(info.value)
-    assert "lines 1, 2, 4, 5: temperature=0.2" in message
-    assert "lines 3, 6: temperature=0.7" in message
-    assert "line 7: max_tokens=5, temperature=0.2" in message
+    assert 'lines 1, 2, 4, 5: {"temperature": 0.2}' in message
+    assert 'lines 3, 6: {"temperature": 0.7}' in message
+    assert 'line 7: {"max_tokens": 5, "temperature": 0.2}' in message
     assert set(os.listdir(tmp_path)) == before  # no temporary file left behind
 
 
@@ -134,7 +134,7 @@ def test_call_options_are_the_defaults_and_lines_may_repeat_them(tmp_path: Path)
     conv = convert_input(src, options={"max_tokens": 50}, dest_dir=tmp_path)
     os.unlink(conv.path)
     assert conv.options == {"max_tokens": 50}
-    with pytest.raises(ValueError, match=r"line 1: max_tokens=10; line 2: max_tokens=50"):
+    with pytest.raises(ValueError, match=r'line 1: \{"max_tokens": 10\}; line 2: \{"max_tokens": 50\}'):
         convert_input(src, options={"max_tokens": 10}, dest_dir=tmp_path)
 
 
@@ -143,7 +143,9 @@ def test_lines_naming_different_models_are_refused(tmp_path: Path) -> None:
         tmp_path,
         [{"id": 1, "messages": "a"}, {"id": 2, "messages": "b", "model": "yandexgpt"}, {"id": 3, "messages": "c"}],
     )
-    with pytest.raises(ValueError, match=r"lines 1, 3: model 'yandexgpt-lite', no options; line 2: model 'yandexgpt'"):
+    with pytest.raises(
+        ValueError, match=r'lines 1, 3: \{"model": "yandexgpt-lite"\}; line 2: \{"model": "yandexgpt"\}'
+    ):
         convert_input(src, model="yandexgpt-lite", dest_dir=tmp_path)
     conv = convert_input(src, model="yandexgpt", dest_dir=tmp_path)
     os.unlink(conv.path)

@@ -140,7 +140,7 @@ def test_differing_options_per_line_exit_2_before_any_call(emu: Emulator, tmp_pa
     src.write_text('{"id": 1, "messages": "a", "max_tokens": 5}\n{"id": 2, "messages": "b", "max_tokens": 9}\n')
     proc = run(emu, "batch", str(src), str(tmp_path / "out.jsonl"), "--cloud")
     assert proc.returncode == 2
-    assert "line 1: max_tokens=5; line 2: max_tokens=9" in proc.stderr
+    assert 'line 1: {"max_tokens": 5}; line 2: {"max_tokens": 9}' in proc.stderr
     assert emu.calls == []
 
 
@@ -203,7 +203,7 @@ def test_batch_jobs_list_status_results_cancel_delete(emu: Emulator, batch: Batc
 def test_progress_display_without_tqdm(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from yandexgpt_grpc import _cloud_cli
+    from yandexgpt_grpc._cli import _cloud as _cloud_cli
 
     monkeypatch.setattr(_cloud_cli.importlib.util, "find_spec", lambda name: None)
     err = io.StringIO()

@@ -220,8 +220,9 @@ def convert_input(
 
 
 def _describe(model: str | None, options: Mapping[str, Any]) -> str:
-    shown = ", ".join(f"{k}={v!r}" for k, v in sorted(options.items())) or "no options"
-    return f"model {model!r}, {shown}" if model is not None else shown
+    """As the user writes them in IN: a JSON object of the line's model (when it matters) and options."""
+    shown = {"model": model, **options} if model is not None else dict(options)
+    return json.dumps(shown, ensure_ascii=False, sort_keys=True, default=repr) if shown else "no options"
 
 
 # -- result rows ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The command line's cloud batch parts: `batch IN OUT --cloud` and `batch-jobs ...`.
 
-Kept apart from `cli.py` so the local runner's command and this one can change independently;
-`cli.py` adds these flags and parsers and calls `cloud_batch` / `batch_jobs`.
+Run on AsyncClient inside `_batch._run_cancellable`'s loop, like the local runner: Ctrl-C cancels
+the wait (the task itself keeps running unless --cancel).
 """
 
 from __future__ import annotations
@@ -10,19 +10,14 @@ import argparse
 import asyncio
 import importlib.util
 import json
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from ._async_client import AsyncClient
+    from yandexgpt_grpc._async_client import AsyncClient
 
-__all__ = ["add_batch_jobs_parser", "add_cloud_flags", "batch_jobs", "cloud_batch"]
+from ._args import EXIT_ERROR, EXIT_INVALID, EXIT_OK, EXIT_RUNNING, PROG
 
-PROG = "yandexgpt-grpc"
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_INVALID = 4
-EXIT_RUNNING = 6
+__all__ = ["add_cloud_flags", "batch_jobs", "batch_jobs_flags", "cloud_batch"]
 
 
 def add_cloud_flags(parser: argparse.ArgumentParser) -> None:
@@ -38,25 +33,16 @@ def add_cloud_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_batch_jobs_parser(
-    sub: Any, parents: Sequence[argparse.ArgumentParser], fmt: type[argparse.HelpFormatter], epilog: str
-) -> None:
-    p = sub.add_parser(
-        "batch-jobs",
-        parents=list(parents),
-        help="list, follow, cancel, fetch or delete tasks of the batch engine",
-        description=(
-            "Tasks of the platform's batch engine (started by `batch --cloud` or batch_jobs.submit): "
-            "list the folder's tasks; status / cancel / delete one; results writes its answers as OUT lines "
-            "(--input: the IN file it was made from)."
-        ),
-        epilog=epilog,
-        formatter_class=fmt,
+def batch_jobs_flags(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Tasks of the platform's batch engine (started by `batch --cloud` or batch_jobs.submit): list the "
+        "folder's tasks; status / cancel / delete one; results writes its answers as OUT lines (--input: the "
+        "IN file it was made from). status and results exit 6 while the task runs, unless --wait."
     )
     p.add_argument("action", choices=("list", "status", "cancel", "results", "delete"))
     p.add_argument("task_id", nargs="?", metavar="TASK_ID", help="the task (all but list)")
     p.add_argument("--input", metavar="IN", help="results: the IN file the task was made from")
-    p.add_argument("--output", metavar="OUT", help="results: write the lines here instead of stdout")
+    p.add_argument("--output", metavar="OUT", help="results: append the lines here instead of stdout")
     p.add_argument("--wait", action="store_true", help="status / results: wait until the task has ended")
 
 
@@ -103,8 +89,8 @@ async def cloud_batch(
     args: argparse.Namespace, client: AsyncClient, model: str, options: dict[str, Any], err: TextIO
 ) -> int:
     """`batch IN OUT --cloud`: the resumable run; Ctrl-C leaves the task running unless --cancel."""
-    from ._cloud_batch import CloudBatchError  # the cloud modules load only when used
-    from ._cloud_state import StateFile
+    from yandexgpt_grpc._cloud_batch import CloudBatchError  # the cloud modules load only when used
+    from yandexgpt_grpc._cloud_state import StateFile
 
     jobs = client.batch_jobs
     display = _Display(err, getattr(args, "progress", None))
@@ -122,14 +108,14 @@ async def cloud_batch(
         task_id = _saved_task(state.path)
         if task_id and getattr(args, "cancel", False):
             await asyncio.shield(jobs.get(task_id).cancel())
-            err.write(f"{PROG}: interrupted; task {task_id} cancelled\n")
+            err.write(f"{PROG}: task {task_id} cancelled\n")
         elif task_id:
             err.write(
-                f"{PROG}: interrupted; task {task_id} keeps running. Run the same command again to re-attach "
+                f"{PROG}: task {task_id} keeps running. Run the same command again to re-attach "
                 f"(or: {PROG} batch-jobs cancel {task_id})\n"
             )
         else:
-            err.write(f"{PROG}: interrupted before the task started; run the same command again to continue\n")
+            err.write(f"{PROG}: the task has not started; run the same command again to continue\n")
         raise
     finally:
         display.close()
