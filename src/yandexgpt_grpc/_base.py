@@ -38,6 +38,10 @@ Timeout = float | None | NotGiven
 ChannelOptions = Sequence[tuple[str, Any]]
 MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
+# How long a silent connection (an unanswered ping, an unfinished handshake) is given before
+# grpc drops it and reconnects; README "Reliability" quotes it.
+DEAD_PATH_MS = 2_000
+
 # grpc matches this exact key (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream's value).
 _SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
 
@@ -80,11 +84,21 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
         "grpc.primary_user_agent": USER_AGENT,
         "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
         "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-        # Five minutes matches grpc servers' default ping policy; faster pings get
-        # the connection closed with "too many pings".
-        "grpc.keepalive_time_ms": 300_000,
-        "grpc.keepalive_timeout_ms": 20_000,
+        # A dead path (socket open, no bytes) is found by a ping that goes unanswered: grpc pings
+        # after DEAD_PATH_MS without a byte from the server and drops the connection when the
+        # ack is DEAD_PATH_MS late (any ping: grpc's own 60 s default for the others), so the
+        # next call or retry reconnects. A server with grpc's default policy accepts this: the
+        # client sends at most two pings until it sends something itself (grpc's default
+        # grpc.http2.max_pings_without_data), and two pings are within the server's allowance.
+        "grpc.keepalive_time_ms": DEAD_PATH_MS,
+        "grpc.keepalive_timeout_ms": DEAD_PATH_MS,
         "grpc.keepalive_permit_without_calls": 0,
+        "grpc.http2.ping_timeout_ms": DEAD_PATH_MS,
+        # A server that accepts TCP but never finishes the HTTP/2 handshake: give up on that
+        # connection attempt after DEAD_PATH_MS (grpc: 20 s) and try again.
+        "grpc.min_reconnect_backoff_ms": DEAD_PATH_MS,
+        # Each client gets its own connections: a new Client never inherits one already dead.
+        "grpc.use_local_subchannel_pool": 1,
         # Let grpc retry transparently only what never reached the server.
         "grpc.enable_retries": 1,
         # Reconnect soon after a server comes back (grpc's defaults: 1 s growing to 120 s),
