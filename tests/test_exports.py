@@ -40,6 +40,7 @@ PACKAGE = {
     "Message",
     "MessageTooLargeError",
     "MetadataService",
+    "MetadataTooLargeError",
     "NotFoundError",
     "Operation",
     "OperationTimeoutError",

@@ -105,7 +105,8 @@ class AsyncClient(ClientBase):
                 tries.failed(exc)
                 delay = tries.delay(exc, auth, responded=resp is not None)
                 if delay is None:
-                    raise tries.failure(exc) from exc
+                    err = tries.failure(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
                 if delay:
                     await _retry.asleep(delay)
                 continue

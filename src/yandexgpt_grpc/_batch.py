@@ -22,7 +22,7 @@ import grpc
 
 from ._async_client import AsyncClient
 from ._convert import _OPTION_NAMES, build_request, normalize_messages
-from ._errors import APIError, YandexGPTError
+from ._errors import REDACTED, APIError, YandexGPTError, is_rate_limited, scrub
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
@@ -302,13 +302,21 @@ def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool)
 
 
 class _Output:
-    """Append-only result file: each line goes out in one write(2), so no line is ever torn by us."""
+    """Append-only result file: each line goes out in one write(2), so no line is ever torn by us.
 
-    def __init__(self, path: PathLike) -> None:
+    The client's own secrets never reach it, whatever a line would quote.
+    """
+
+    def __init__(self, path: PathLike, secrets: tuple[str, ...] = ()) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._secrets = secrets
 
     def write(self, record: Mapping[str, Any]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        for secret in self._secrets:  # only the exact secret: answers keep their text otherwise
+            if len(secret) >= 8 and secret in line:
+                line = line.replace(secret, REDACTED)
+        data = (line + "\n").encode("utf-8")
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view) :]
@@ -344,7 +352,7 @@ def _failure(item: _Item, exc: Exception) -> dict[str, Any]:
         if exc.request_id:
             error["request_id"] = exc.request_id
     else:
-        error = {"code": type(exc).__name__, "message": str(exc)}
+        error = {"code": type(exc).__name__, "message": scrub(str(exc))}
     return {"id": item.id, "error": error}
 
 
@@ -410,7 +418,7 @@ async def arun_batch(
         out_stream = progress
     bar = Progress(out_stream, len(todo), clock) if out_stream is not None and todo else None
 
-    output = _Output(output_path)
+    output = _Output(output_path, client._config.credentials.sent_secrets())
     queue: Iterator[_Item] = iter(todo)
 
     async def answer(item: _Item) -> dict[str, Any]:
@@ -427,7 +435,7 @@ async def arun_batch(
                     **item.options,
                 )
             except APIError as exc:
-                if exc.code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+                if is_rate_limited(exc):  # not a size error: that says nothing about the rate
                     limiter.slow_down(began)
                 cause = exc.__cause__
                 delay = policy.next_delay(cause, attempt, None) if isinstance(cause, grpc.RpcError) else None

@@ -114,7 +114,8 @@ class Client(ClientBase):
                 tries.failed(exc)
                 delay = tries.delay(exc, auth, responded=resp is not None)
                 if delay is None:
-                    raise tries.failure(exc) from exc
+                    err = tries.failure(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
                 if delay:
                     _retry.sleep(delay)
                 continue

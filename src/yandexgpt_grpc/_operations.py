@@ -76,7 +76,8 @@ def call_unary(
                 tries.failed(exc)
                 delay = tries.delay(exc, auth)
                 if delay is None:
-                    raise tries.failure(exc) from exc
+                    err = tries.failure(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
                 if delay:
                     _retry.sleep(delay)
                 continue
@@ -118,7 +119,8 @@ async def acall_unary(
                 tries.failed(exc)
                 delay = tries.delay(exc, auth)
                 if delay is None:
-                    raise tries.failure(exc) from exc
+                    err = tries.failure(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
                 if delay:
                     await _retry.asleep(delay)
                 continue

@@ -242,8 +242,9 @@ class CallRetry:
                 f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
                 attempts=self.attempt,
             )
+            err.__cause__ = exc
             return err
-        return from_rpc_error(exc, partial=partial, attempts=self.attempt)
+        return from_rpc_error(exc, partial=partial, attempts=self.attempt, secrets=self.creds.sent_secrets())
 
     def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""

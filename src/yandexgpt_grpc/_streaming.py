@@ -128,7 +128,8 @@ class _StreamState:
         """The error for a failure after the first response: never retried, it keeps the partial."""
         self._done = True
         self._retry.failed(exc)
-        return from_rpc_error(exc, partial=self._partial(), attempts=self._retry.attempt)
+        retry = self._retry
+        return from_rpc_error(exc, partial=self._partial(), attempts=retry.attempt, secrets=retry.creds.sent_secrets())
 
     def _cancel(self) -> None:
         """Cancel a running RPC (close(), the end of a with block, a cancelled task)."""
@@ -252,7 +253,8 @@ class CompletionStream(_StreamState):
                 except grpc.RpcError as exc:
                     if self._closed:  # close() from another thread
                         raise StopIteration from None
-                    raise self._interrupted(exc) from exc
+                    err = self._interrupted(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
             alt = self._consume(resp)
             if alt is not None:
                 return alt
@@ -286,7 +288,8 @@ class CompletionStream(_StreamState):
                 delay = retry.delay(exc, auth, timed_out=timed_out)
                 if delay is None:
                     self._done = True
-                    raise retry.failure(exc, timed_out=timed_out) from exc
+                    err = retry.failure(exc, timed_out=timed_out)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
             else:
                 if timer is None or timer.stop():
                     self._headers(call.initial_metadata())
@@ -413,7 +416,8 @@ class AsyncCompletionStream(_StreamState):
                 if self._done or self._closed:  # close() while the caller held an alternative
                     return
         except grpc.aio.AioRpcError as exc:
-            raise self._interrupted(exc) from exc
+            err = self._interrupted(exc)
+            raise err from err.__cause__  # grpc's error, or its redacted stand-in
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 return
@@ -457,7 +461,8 @@ class AsyncCompletionStream(_StreamState):
                 delay = retry.delay(exc, auth)
                 if delay is None:
                     self._done = True
-                    raise retry.failure(exc) from exc
+                    err = retry.failure(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
             except asyncio.TimeoutError:  # no first response within the attempt timeout
                 call.cancel()
                 retry.finished(grpc.StatusCode.DEADLINE_EXCEEDED)
