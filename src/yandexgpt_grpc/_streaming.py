@@ -14,7 +14,7 @@ from . import _retry
 from ._base import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
-from ._errors import IncompleteStreamError, find_header, from_rpc_error
+from ._errors import IncompleteStreamError, StreamInterruptedError, find_header, from_rpc_error
 from ._types import STATUSES, Alternative, CompletionResult, Usage
 
 if TYPE_CHECKING:
@@ -129,7 +129,14 @@ class _StreamState:
         self._done = True
         self._retry.failed(exc)
         retry = self._retry
-        return from_rpc_error(exc, partial=self._partial(), attempts=retry.attempt, secrets=retry.creds.sent_secrets())
+        err = from_rpc_error(exc, partial=self._partial(), attempts=retry.attempt, secrets=retry.creds.sent_secrets())
+        alts = self._alts
+        if isinstance(err, StreamInterruptedError) and all(a.is_final for a in alts.values()):
+            # Every alternative was final when the status got lost: the text is whole; say so.
+            assert self._last is not None
+            ordered = tuple(alts[i] for i in sorted(alts))
+            err.final = result_of(self._last, ordered, self.request_id, self.trace_id, initial=_pairs(self._initial))
+        return err
 
     def _cancel(self) -> None:
         """Cancel a running RPC (close(), the end of a with block, a cancelled task)."""
@@ -255,6 +262,9 @@ class CompletionStream(_StreamState):
                         raise StopIteration from None
                     err = self._interrupted(exc)
                     raise err from err.__cause__  # grpc's error, or its redacted stand-in
+                except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+                    self._cancel()
+                    raise
             alt = self._consume(resp)
             if alt is not None:
                 return alt
@@ -290,6 +300,11 @@ class CompletionStream(_StreamState):
                     self._done = True
                     err = retry.failure(exc, timed_out=timed_out)
                     raise err from err.__cause__  # grpc's error, or its redacted stand-in
+            except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+                if timer is not None:
+                    timer.stop()
+                self._cancel()
+                raise
             else:
                 if timer is None or timer.stop():
                     self._headers(call.initial_metadata())
@@ -404,7 +419,7 @@ class AsyncCompletionStream(_StreamState):
                     prev = latest.get(0)
                     previous = "" if prev is None else prev.text
                     value = pb.status
-                    if text and value < len(statuses) and text.startswith(previous):
+                    if text and 0 <= value < len(statuses) and text.startswith(previous):
                         alt = new(Alternative, (text, text[len(previous) :], statuses[value], 0, False, ()))
                     else:
                         alt = alternative_of(pb, 0, previous)
@@ -421,6 +436,11 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 return
+            self._cancel()
+            raise
+        except GeneratorExit:  # the caller left the loop: the stream stays open for another one
+            raise
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
             self._cancel()
             raise
         self._end(await self._call.trailing_metadata())
@@ -473,6 +493,9 @@ class AsyncCompletionStream(_StreamState):
             except asyncio.CancelledError:
                 if self._closed:
                     return None
+                self._cancel()
+                raise
+            except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
                 self._cancel()
                 raise
             else:
