@@ -20,6 +20,8 @@ PACKAGE = {
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchDiskFullError",
+    "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
     "CancelledError",

@@ -59,7 +59,7 @@ if TYPE_CHECKING:
         default_credentials,
         resolve_credentials,
     )
-    from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
+    from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
     from ._operations import AsyncOperation, Operation, OperationTimeoutError
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
@@ -78,6 +78,8 @@ _LAZY = {
     "ServiceAccountKey": "_auth",
     "default_credentials": "_auth",
     "resolve_credentials": "_auth",
+    "BatchDiskFullError": "_batch",
+    "BatchOutageError": "_batch",
     "BatchProblem": "_batch",
     "BatchSummary": "_batch",
     "arun_batch": "_batch",
@@ -105,6 +107,8 @@ __all__ = [
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchDiskFullError",
+    "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
     "CancelledError",

@@ -11,7 +11,7 @@ import grpc
 from ._constants import HEADER_PUSHBACK, HEADER_REQUEST_ID, HEADER_TRACE_ID
 
 if TYPE_CHECKING:
-    from ._types import Alternative
+    from ._types import Alternative, CompletionResult
 
 Metadata = tuple[tuple[str, "str | bytes"], ...]
 
@@ -165,10 +165,13 @@ class StreamInterruptedError(APIError):
     """A stream failed after some text had arrived; `partial` is the last alternative received.
 
     Raised as a subclass of the specific error too, so `except UnavailableError`
-    still catches an interrupted stream.
+    still catches an interrupted stream. When every alternative had already arrived final
+    (only the server's closing status was lost), `final` holds the CompletionResult built
+    from them; otherwise it is None.
     """
 
     partial: Alternative | None = None
+    final: CompletionResult | None = None
 
 
 class IncompleteStreamError(YandexGPTError):
@@ -240,6 +243,9 @@ _METADATA_HINT = (
     'channel_options=[("grpc.max_metadata_size", n), ("grpc.absolute_max_metadata_size", n)]'
 )
 _UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
+# What grpc says to calls in flight when their channel closes, and what we add to it.
+CHANNEL_CLOSED = "Channel closed!"
+CLIENT_CLOSED = "the client was closed"
 _TLS_HINT = (
     "the server's TLS certificate is not trusted: pass root_certificates=<PEM bytes of its CA> "
     "(verification is never turned off)"
@@ -397,6 +403,8 @@ def from_rpc_error(
         cls = error_class(code)
         if code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details:
             hint = _TLS_HINT
+        elif code is grpc.StatusCode.CANCELLED and CHANNEL_CLOSED in details:
+            hint = CLIENT_CLOSED
     if partial is not None:
         cls = _interrupted_class(cls)
     try:

@@ -25,7 +25,7 @@ from google.protobuf import json_format
 from ._async_client import AsyncClient
 from ._auth import resolve_credentials
 from ._auth_base import Credentials, CredentialsError
-from ._batch import BatchProblem, arun_batch
+from ._batch import DEFAULT_OUTAGE_WAIT, BatchDiskFullError, BatchOutageError, BatchProblem, arun_batch
 from ._errors import APIError, IncompleteStreamError, YandexGPTError
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, AlternativeStatus, CompletionResult, Message
@@ -42,6 +42,7 @@ EXIT_AUTH = 3
 EXIT_INVALID = 4
 EXIT_UNAVAILABLE = 5
 EXIT_RUNNING = 6
+EXIT_DISK_FULL = 7
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\
@@ -53,6 +54,7 @@ exit codes:
   4    invalid argument (the server rejected the request), unknown model or folder
   5    unavailable, deadline exceeded or rate-limited after retries: try again later
   6    `operation ID` without --wait: the operation is still running
+  7    batch: disk full while writing OUT; the results saved so far are whole lines, run again to continue
   130  interrupted (Ctrl-C); the request in flight was cancelled
 
 credentials and endpoint fall back to YC_API_KEY, YC_IAM_TOKEN, YC_SERVICE_ACCOUNT_KEY_FILE,
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="requests in flight (8)")
     p.add_argument("--rps", type=_positive_float, metavar="R", help="requests started per second (no limit)")
     p.add_argument("--retry-failed", action="store_true", help="drop error lines from OUT and run those ids again")
+    p.add_argument(
+        "--outage-wait",
+        type=_positive_float,
+        default=DEFAULT_OUTAGE_WAIT,
+        metavar="S",
+        help=f"while the endpoint is unreachable, pause up to S seconds, then stop: exit 5 ({DEFAULT_OUTAGE_WAIT:g})",
+    )
     bar = p.add_mutually_exclusive_group()
     bar.add_argument("--progress", action="store_true", default=None, help="always draw the progress bar")
     bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
@@ -495,6 +504,7 @@ async def _batch(args: argparse.Namespace, client: AsyncClient, err: TextIO) -> 
             concurrency=args.concurrency,
             rps=args.rps,
             retry_failed=args.retry_failed,
+            outage_wait=args.outage_wait,
             progress=args.progress,
             on_problem=on_problem,
             on_result=on_result,
@@ -502,11 +512,15 @@ async def _batch(args: argparse.Namespace, client: AsyncClient, err: TextIO) -> 
     except asyncio.CancelledError:
         err.write(f"{PROG}: interrupted: {done[0]} new results saved in {args.output}; run again to continue\n")
         raise
+    except BatchOutageError as exc:
+        raise _Fail(str(exc), EXIT_UNAVAILABLE) from exc
+    except BatchDiskFullError as exc:
+        raise _Fail(f"{exc}; free some space and run again to continue", EXIT_DISK_FULL) from exc
     except OSError as exc:
         raise _Fail(f"{exc.strerror}: {exc.filename}", EXIT_USAGE) from exc
     err.write(
         f"{PROG}: {summary.succeeded} succeeded, {summary.failed} failed, {summary.skipped} already done, "
-        f"{len(summary.problems)} input problems ({summary.elapsed:.1f}s)\n"
+        f"{sum(p.file == 'input' for p in summary.problems)} input problems ({summary.elapsed:.1f}s)\n"
     )
     return EXIT_OK if summary.ok else EXIT_ERROR
 
