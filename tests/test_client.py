@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import socket
 import uuid
 from typing import Any
@@ -350,37 +349,7 @@ def test_repr_shows_no_secret() -> None:
         assert "127.0.0.1:1" in repr(client)
 
 
-# --- the two clients mirror each other ------------------------------------------------------------
-
-
-def _public_methods(cls: type) -> dict[str, inspect.Signature]:
-    return {
-        name: inspect.signature(member)
-        for name, member in inspect.getmembers(cls)
-        if not name.startswith("_") and callable(member)
-    }
-
-
-def test_sync_and_async_clients_mirror_each_other() -> None:
-    sync_methods, async_methods = _public_methods(Client), _public_methods(AsyncClient)
-    assert sorted(sync_methods) == sorted(async_methods)
-    for name, sig in sync_methods.items():
-        other = async_methods[name]
-        assert list(sig.parameters.values()) == list(other.parameters.values()), name
-        assert str(sig.return_annotation).replace("Async", "") == str(other.return_annotation).replace("Async", ""), (
-            name
-        )
-    assert inspect.signature(Client.__init__) == inspect.signature(AsyncClient.__init__)
-    # complete and close are awaited on AsyncClient; stream returns its stream directly on both.
-    assert inspect.iscoroutinefunction(AsyncClient.complete) and inspect.iscoroutinefunction(AsyncClient.close)
-    assert not inspect.iscoroutinefunction(AsyncClient.stream)
-
-
-def test_streams_mirror_each_other() -> None:
-    sync_names = {n for n in dir(CompletionStream) if not n.startswith("_")}
-    async_names = {n for n in dir(AsyncCompletionStream) if not n.startswith("_")}
-    assert sync_names - {"close"} <= async_names
-    assert {"aclose", "close"} <= async_names
+# --- the two clients mirror each other: tests/test_mirror.py ------------------------------------
 
 
 async def test_iterating_again_after_break_continues(kind: str, harness: Harness, emu: Emulator) -> None:

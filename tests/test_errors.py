@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import pickle
 
@@ -42,14 +43,22 @@ def test_every_status_code_has_its_own_class() -> None:
 
 
 def test_interrupted_variants_are_both_kinds_and_have_real_names() -> None:
-    for base in [*APIError._by_code.values(), MessageTooLargeError]:
-        variant = _errors._interrupted_class(base)
+    bases = [*APIError._by_code.values(), APIError, MessageTooLargeError]
+    assert set(_errors._INTERRUPTED) == set(bases) and len(bases) == 18
+    source = inspect.getsource(_errors)
+    for base in bases:
+        variant = _errors._INTERRUPTED[base]
         assert issubclass(variant, StreamInterruptedError) and issubclass(variant, base)
+        assert variant.__name__ == "StreamInterrupted" + base.__name__
         assert getattr(_errors, variant.__name__) is variant
+        # a static definition in the module (visible to type checkers), not one built with type()
+        assert f"\nclass {variant.__name__}(StreamInterruptedError, {base.__name__})" in source
     assert _errors.StreamInterruptedUnavailableError.__qualname__ == "StreamInterruptedUnavailableError"
     assert pickle.loads(pickle.dumps(_errors.StreamInterruptedUnavailableError)) is (
         _errors.StreamInterruptedUnavailableError
     )
+    err = _errors.StreamInterruptedNotFoundError("gone")
+    assert err.code is grpc.StatusCode.NOT_FOUND and type(pickle.loads(pickle.dumps(err))) is type(err)
 
 
 def test_str_names_code_details_request_and_attempts() -> None:

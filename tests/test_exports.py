@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pickle
 import pkgutil
 
 import yandexgpt_grpc
@@ -117,3 +118,74 @@ def test_errors_derive_from_one_base() -> None:
         obj = getattr(yandexgpt_grpc, name)
         if isinstance(obj, type) and issubclass(obj, BaseException):
             assert issubclass(obj, yandexgpt_grpc.YandexGPTError), name
+
+
+def _public_classes() -> list[type]:
+    return [obj for name in PACKAGE if isinstance(obj := getattr(yandexgpt_grpc, name), type)]
+
+
+def test_public_classes_print_under_the_package() -> None:
+    """Tracebacks and reprs say yandexgpt_grpc.NotFoundError, not the private module that defines it."""
+    classes = _public_classes()
+    assert len(classes) > 40
+    for cls in classes:
+        assert cls.__module__ == "yandexgpt_grpc", cls
+        assert getattr(yandexgpt_grpc, cls.__qualname__) is cls
+    assert repr(yandexgpt_grpc.NotFoundError) == "<class 'yandexgpt_grpc.NotFoundError'>"
+
+
+def test_public_values_and_errors_pickle() -> None:
+    from yandexgpt_grpc import (
+        Alternative,
+        AlternativeStatus,
+        BatchProblem,
+        CredentialsError,
+        Message,
+        NotFoundError,
+        OperationTimeoutError,
+        RetryPolicy,
+        TextReset,
+        Token,
+        ToolCall,
+        Usage,
+    )
+
+    for cls in _public_classes():  # every class by reference
+        assert pickle.loads(pickle.dumps(cls)) is cls
+    values = [
+        Alternative("hi", "hi", AlternativeStatus.FINAL, 0, False, ()),
+        AlternativeStatus.PARTIAL,
+        BatchProblem(3, "bad"),
+        Message("user", "hi"),
+        RetryPolicy(max_attempts=2),
+        TextReset("x"),
+        Token(1, "a", False),
+        ToolCall("f", {"a": 1}),
+        Usage(1, 2, 3),
+    ]
+    for value in values:
+        assert pickle.loads(pickle.dumps(value)) == value, value
+    err = pickle.loads(pickle.dumps(NotFoundError("gone", request_id="rid", attempts=2)))
+    assert (
+        type(err) is NotFoundError
+        and err.request_id == "rid"
+        and str(err) == "NOT_FOUND: gone (request_id=rid, after 2 attempts)"
+    )
+    assert pickle.loads(pickle.dumps(OperationTimeoutError("late", operation_id="op"))).operation_id == "op"
+    assert str(pickle.loads(pickle.dumps(CredentialsError("no token")))) == "no token"
+
+
+def test_moved_errors_stay_importable_from_their_old_modules() -> None:
+    from yandexgpt_grpc import _auth, _auth_base, _errors, _operations
+
+    assert _auth.CredentialsError is _auth_base.CredentialsError is _errors.CredentialsError
+    assert _operations.OperationTimeoutError is _errors.OperationTimeoutError
+    assert yandexgpt_grpc.CredentialsError is _errors.CredentialsError
+
+
+def test_errors_with_required_keywords_pickle() -> None:
+    from yandexgpt_grpc import Alternative, AlternativeStatus, IncompleteStreamError
+
+    partial = Alternative("hi", "hi", AlternativeStatus.PARTIAL, 0, False, ())
+    err = pickle.loads(pickle.dumps(IncompleteStreamError("cut", partial=partial, request_id="r")))
+    assert (str(err), err.partial, err.request_id) == ("cut", partial, "r")

@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from yandexgpt_grpc import AsyncClient, Client, InternalServerError, StreamInterruptedError
+from yandexgpt_grpc import AsyncClient, Client, InternalServerError, RetryPolicy, StreamInterruptedError
 from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
@@ -136,3 +136,19 @@ async def test_unparsable_tokenizer_answer_is_internal(kind: str) -> None:
         assert "deserializing" in info.value.details
     finally:
         await server.stop(None)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_unparsable_unary_answer_is_retried_alike(kind: str, raw_server: Any) -> None:
+    """INTERNAL before any response is retried by both clients (the asyncio one used to give up at once)."""
+    address = await raw_server([_GARBAGE])
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.002)
+    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g", "retry": policy}
+    with pytest.raises(InternalServerError) as info:
+        if kind == "async":
+            async with AsyncClient(address, **kwargs) as aclient:
+                await aclient.complete("yandexgpt-lite", "hi")
+        else:
+            with Client(address, **kwargs) as client:
+                await asyncio.to_thread(client.complete, "yandexgpt-lite", "hi")
+    assert info.value.attempts == 3 and "deserializing" in info.value.details

@@ -12,6 +12,7 @@ from ._errors import (
     APIError,
     AuthenticationError,
     CancelledError,
+    CredentialsError,
     DataLossError,
     DeadlineExceededError,
     FailedPreconditionError,
@@ -21,6 +22,7 @@ from ._errors import (
     MessageTooLargeError,
     MetadataTooLargeError,
     NotFoundError,
+    OperationTimeoutError,
     OutOfRangeError,
     PermissionDeniedError,
     RateLimitError,
@@ -51,7 +53,6 @@ if TYPE_CHECKING:
     from ._auth import (
         ApiKey,
         Credentials,
-        CredentialsError,
         IamToken,
         IamTokenProvider,
         MetadataService,
@@ -61,7 +62,7 @@ if TYPE_CHECKING:
     )
     from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
-    from ._operations import AsyncOperation, Operation, OperationTimeoutError
+    from ._operations import AsyncOperation, Operation
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
     from ._tools import FunctionTool, function_tool
 
@@ -71,7 +72,6 @@ _LAZY = {
     "AsyncClient": "_async_client",
     "ApiKey": "_auth",
     "Credentials": "_auth",
-    "CredentialsError": "_auth",
     "IamToken": "_auth",
     "IamTokenProvider": "_auth",
     "MetadataService": "_auth",
@@ -87,7 +87,6 @@ _LAZY = {
     "Client": "_client",
     "AsyncOperation": "_operations",
     "Operation": "_operations",
-    "OperationTimeoutError": "_operations",
     "AsyncCompletionStream": "_streaming",
     "CompletionStream": "_streaming",
     "TextReset": "_streaming",

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from . import _retry
-from ._base import (
-    UNPARSABLE,
-    ClientBase,
-    MetadataInput,
-    Timeout,
-    attempt_header,
-    completion_once,
-    open_channel,
-    unparsable_error,
-)
-from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
-from ._errors import IncompleteStreamError, find_header
+from ._base import ClientBase, MetadataInput, Timeout
+from ._channel import UNPARSABLE, completion_once, open_channel, unparsable_error
+from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
+from ._docs import document_client, documented
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
-from ._operations import AsyncOperation, acall_unary, tokens_result
-from ._retry import RetryPolicy
+from ._operations import AsyncOperation, acall_unary
+from ._public import public
+from ._retry import CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
@@ -34,12 +27,15 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._convert import GenerationOptions
+    from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
 
 
 class AsyncClient(ClientBase):
     """An asyncio client; one channel per client, bound to the event loop that first uses it.
 
-    Constructor arguments: see ClientBase (the same as Client's).
+    The same methods and arguments as Client, awaited; `await client.aclose()` (or `async with`) closes it.
     """
 
     _sync = False
@@ -71,6 +67,7 @@ class AsyncClient(ClientBase):
         self._completion_once = completion_once(channel)
         return self._completion
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def complete(
         self,
         model: str,
@@ -84,44 +81,39 @@ class AsyncClient(ClientBase):
         """One request, one answer: waits for the whole text."""
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        self._ensure_channel()
-        completion = self._completion_once
-        tries = cfg.attempts("Completion", timeout, retry)
-        request_id = tries.request_id
-        creds = cfg.credentials
-        while True:
-            auth = creds.static_authorization or await creds.aauthorization()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            call = completion(request, timeout=attempt_timeout, metadata=md)
-            resp = None
-            try:
-                resp = await call
-                if resp is UNPARSABLE:
-                    raise unparsable_error(await call.initial_metadata())
-                initial = await call.initial_metadata()
-                trailing = await call.trailing_metadata()
-            except grpc.aio.AioRpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth, responded=resp is not None)
-                if delay is None:
-                    err = tries.failure(exc)
-                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
-                if delay:
-                    await _retry.asleep(delay)
-                continue
-            except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
-                call.cancel()
-                raise
-            tries.finished(grpc.StatusCode.OK, initial)
-            rid = find_header(initial, HEADER_REQUEST_ID)
-            if resp is None:
-                raise IncompleteStreamError(
-                    "the server answered without a response message", partial=None, request_id=rid
-                )
-            trace_id = find_header(initial, HEADER_TRACE_ID)
-            return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+        return await self._completion_call(request, cfg.attempts("Completion", timeout, retry, metadata))
 
+    def _completion_call(
+        self,
+        request: tg_pb2.CompletionRequest,
+        tries: CallRetry,
+        before: Callable[[], Awaitable[object]] | None = None,
+        on_error: Callable[[Any], object] | None = None,
+    ) -> Awaitable[CompletionResult]:
+        """complete() for a built request (arun_batch comes in here with its rate limiter's hooks)."""
+        self._ensure_channel()
+        return _retry.acall(tries, self._complete_attempt, request, before, on_error)
+
+    async def _complete_attempt(
+        self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
+    ) -> CompletionResult:
+        """One attempt of complete(): Completion called as a unary RPC (see completion_once)."""
+        call = self._completion_once(request, timeout=timeout, metadata=md)
+        try:
+            resp = await call
+            if resp is UNPARSABLE:
+                raise unparsable_error(await call.initial_metadata())
+            initial = await call.initial_metadata()
+            trailing = await call.trailing_metadata()
+        except grpc.RpcError:
+            raise
+        except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
+            call.cancel()
+            raise
+        tries.finished(grpc.StatusCode.OK, initial)
+        return completion_answer(resp, initial, trailing)
+
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def stream(
         self,
         model: str,
@@ -140,19 +132,14 @@ class AsyncClient(ClientBase):
             raise RuntimeError("this AsyncClient is closed")
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
-        tries = cfg.attempts("Completion(stream)", timeout, retry, stream=True)
-        request_id = tries.request_id
-        creds = cfg.credentials
+        tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
+        return AsyncCompletionStream(self._stream_call, request, tries)
 
-        async def start() -> tuple[Any, str]:
-            completion = self._ensure_channel()
-            auth = creds.static_authorization or await creds.aauthorization()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            return completion(request, timeout=attempt_timeout, metadata=md), auth
+    def _stream_call(self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata) -> Any:
+        """Start one attempt of a stream, creating the channel on first use in this loop."""
+        return self._ensure_channel()(request, timeout=timeout, metadata=md)
 
-        return AsyncCompletionStream(start, tries)
-
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def submit(
         self,
         model: str,
@@ -166,24 +153,17 @@ class AsyncClient(ClientBase):
         """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        pb, initial = await acall_unary(
-            cfg,
-            lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion,
-            request,
-            name="TextGenerationAsyncService.Completion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-            authorize=self._config.credentials.aauthorization,
-        )
-        return AsyncOperation(pb.id, cfg, self._operations, cfg.credentials.aauthorization, pb=pb, initial=initial)
+        tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
+        pb, initial = await acall_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
+        return AsyncOperation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> AsyncOperation:
         """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
         if self._closed:
             raise RuntimeError("this AsyncClient is closed")
-        return AsyncOperation(operation_id, self._config, self._operations, self._config.credentials.aauthorization)
+        return AsyncOperation(operation_id, self._config, self._operations)
 
+    @documented(options=False, call_args=("model", "text", "timeout", "metadata", "retry"))
     async def tokenize(
         self,
         model: str,
@@ -195,18 +175,10 @@ class AsyncClient(ClientBase):
     ) -> TokenizeResult:
         """The model's tokens of `text`."""
         request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
-        resp, initial = await acall_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize,
-            request,
-            name="TokenizerService.Tokenize",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-            authorize=self._config.credentials.aauthorization,
-        )
-        return tokens_result(resp, initial)
+        tries = self._config.attempts("TokenizerService.Tokenize", timeout, retry, metadata)
+        return tokens_answer(*await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "Tokenize"), request))
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def tokenize_messages(
         self,
         model: str,
@@ -219,17 +191,10 @@ class AsyncClient(ClientBase):
     ) -> TokenizeResult:
         """The tokens of a whole request (messages, tools, options): what its input costs."""
         request = self._config.prepare(model, messages, options, stream=False)
-        resp, initial = await acall_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion,
-            request,
-            name="TokenizerService.TokenizeCompletion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-            authorize=self._config.credentials.aauthorization,
+        tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
+        return tokens_answer(
+            *await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request)
         )
-        return tokens_result(resp, initial)
 
     def _stub(self, factory: Any) -> Any:
         self._ensure_channel()
@@ -250,8 +215,12 @@ class AsyncClient(ClientBase):
             stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
         return stub
 
-    async def close(self) -> None:
+    async def aclose(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""
+        await self.close()
+
+    async def close(self) -> None:
+        """The same as `aclose()` (the name every async object of this package offers)."""
         if self._closed:
             return
         self._closed = True
@@ -264,4 +233,8 @@ class AsyncClient(ClientBase):
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+        await self.aclose()
+
+
+public(AsyncClient)
+document_client(AsyncClient)

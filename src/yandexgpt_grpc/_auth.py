@@ -27,6 +27,7 @@ from ._auth_base import (
 from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
 from ._auth_sa import ServiceAccountKey
 from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
+from ._public import public
 
 __all__ = [
     "ApiKey",
@@ -45,13 +46,13 @@ ENV_METADATA_CREDENTIALS = "YC_METADATA_CREDENTIALS"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
-class ApiKey(Credentials):
-    """A static API key (``Api-Key …``); the key's service account picks the folder."""
+class _StaticHeader(Credentials):
+    """Credentials whose authorization never changes: no refresh, no await."""
 
     __slots__ = ("_header",)
 
-    def __init__(self, key: str) -> None:
-        self._header = "Api-Key " + clean_secret(key, "API key")
+    def __init__(self, header: str) -> None:
+        self._header = header
 
     def authorization(self) -> str:
         return self._header
@@ -64,24 +65,23 @@ class ApiKey(Credentials):
         return self._header
 
 
-class IamToken(Credentials):
+class ApiKey(_StaticHeader):
+    """A static API key (``Api-Key …``); the key's service account picks the folder."""
+
+    __slots__ = ()
+
+    def __init__(self, key: str) -> None:
+        super().__init__("Api-Key " + clean_secret(key, "API key"))
+
+
+class IamToken(_StaticHeader):
     """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source."""
 
     sends_folder_id: ClassVar[bool] = True
-    __slots__ = ("_header",)
+    __slots__ = ()
 
     def __init__(self, token: str) -> None:
-        self._header = "Bearer " + clean_secret(token, "IAM token")
-
-    def authorization(self) -> str:
-        return self._header
-
-    async def aauthorization(self) -> str:
-        return self._header
-
-    @property
-    def static_authorization(self) -> str:
-        return self._header
+        super().__init__("Bearer " + clean_secret(token, "IAM token"))
 
 
 ProviderResult = str | tuple[str, datetime.datetime | float]
@@ -222,3 +222,6 @@ def resolve_credentials(
 
 #: Alias under the name users of other cloud SDKs look for.
 default_credentials = resolve_credentials
+
+
+public(ApiKey, IamToken, IamTokenProvider)

@@ -14,28 +14,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from ._errors import YandexGPTError
-
-if TYPE_CHECKING:
-    import grpc
+from ._errors import CredentialsError  # its home is _errors; importable from here as before
+from ._public import public
 
 __all__ = ["Clock", "Credentials", "CredentialsError", "RefreshingCredentials", "Token"]
 
 Clock = Callable[[], float]
 logger = logging.getLogger("yandexgpt_grpc.auth")
-
-
-class CredentialsError(YandexGPTError):
-    """A token source could not produce a token (exchange refused, metadata service down, …).
-
-    ``code`` is the gRPC status of a failed IAM exchange, when there was one.
-    """
-
-    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class Credentials(abc.ABC):
@@ -121,6 +108,26 @@ _FRESH, _ADVISORY, _MANDATORY = "fresh", "advisory", "mandatory"
 _RETRY = object()  # an in-flight refresh was abandoned (its task was cancelled): try again
 
 
+class _Step:
+    """One caller's turn at the cache: a header to use now, or a refresh to wait for or to run."""
+
+    __slots__ = ("cached", "fut", "header", "owner", "state")
+
+    def __init__(
+        self,
+        state: str,
+        cached: _Cached | None,
+        fut: concurrent.futures.Future[object] | None,
+        owner: bool,
+        header: str | None,
+    ) -> None:
+        self.state = state
+        self.cached = cached
+        self.fut = fut
+        self.owner = owner
+        self.header = header
+
+
 class RefreshingCredentials(Credentials):
     """Caches a bearer token and refreshes it before it expires, at most one refresh at a time.
 
@@ -175,45 +182,55 @@ class RefreshingCredentials(Credentials):
             return _ADVISORY
         return _FRESH
 
-    def _claim(self) -> tuple[str, _Cached | None, concurrent.futures.Future[object] | None, bool]:
+    def _claim(self) -> _Step:
         """Decide under the lock: use the cache, join a refresh, or own a new one."""
         now = self._clock()
         with self._lock:
             cached = self._cached
             state = self._state(cached, now)
-            if state == _FRESH:
-                return state, cached, None, False
+            if state == _FRESH or (state == _ADVISORY and now < self._advisory_not_before and self._inflight is None):
+                assert cached is not None
+                return _Step(state, cached, None, False, cached.header)
             if self._inflight is not None:
-                return state, cached, self._inflight, False
-            if state == _ADVISORY and now < self._advisory_not_before:
-                return _FRESH, cached, None, False
+                # Someone else refreshes: an advisory caller keeps the current token, others wait.
+                header = cached.header if state == _ADVISORY and cached is not None else None
+                return _Step(state, cached, self._inflight, False, header)
             fut: concurrent.futures.Future[object] = concurrent.futures.Future()
             # RUNNING futures cannot be cancelled, so an awaiting task that is cancelled cannot
             # cancel the refresh other callers wait for.
             fut.set_running_or_notify_cancel()
             self._inflight = fut
-            return state, cached, fut, True
+            return _Step(state, cached, fut, True, None)
 
     def _header(self, token: Token) -> str:
         return "Bearer " + clean_secret(token.value, f"the token from {self._source}")
 
-    def _publish(self, fut: concurrent.futures.Future[object], header: str, token: Token, started: float) -> str:
+    def _fetched(self, step: _Step, token: Token, started: float) -> str:
+        """Publish a fetched token to every waiting caller, or record why it is unusable."""
+        try:
+            header = self._header(token)
+        except Exception as exc:
+            return self._failed(step, exc)
         with self._lock:
             self._cached = _Cached(header, float(token.expires_at), started)
             self._inflight = None
             self._advisory_not_before = 0.0
             self.fetch_count += 1
-        fut.set_result(None)
+        step.fut.set_result(None)  # type: ignore[union-attr]
         return header
 
-    def _fail(
-        self,
-        fut: concurrent.futures.Future[object],
-        state: str,
-        cached: _Cached | None,
-        exc: Exception,
-    ) -> str:
-        """Record a failed refresh; return the old header (advisory) or raise (mandatory)."""
+    def _failed(self, step: _Step, exc: BaseException) -> str:
+        """Record a failed refresh; return the old header (advisory) or raise (mandatory).
+
+        Cancelled or interrupted (not an Exception): give the refresh up so a waiting caller takes over.
+        """
+        fut, state, cached = step.fut, step.state, step.cached
+        assert fut is not None
+        if not isinstance(exc, Exception):
+            with self._lock:
+                self._inflight = None
+            fut.set_result(_RETRY)
+            raise exc
         err = exc if isinstance(exc, CredentialsError) else _wrap(self._source, exc)
         now = self._clock()
         with self._lock:
@@ -234,72 +251,49 @@ class RefreshingCredentials(Credentials):
         fut.set_exception(err)
         raise err
 
-    def _after_wait(self, state: str, cached: _Cached | None, result: object) -> str | None:
-        """What a caller that waited for someone else's refresh does next (None: loop again)."""
+    def _after_wait(self, step: _Step, result: object) -> str | None:
+        """What a caller that waited for someone else's refresh does next (None: claim again)."""
         if result is _RETRY:
             return None
         with self._lock:
             fresh = self._cached
-        if fresh is not None and fresh is not cached:
-            return fresh.header
-        if state == _ADVISORY and cached is not None:
-            return cached.header
-        return None
+        return fresh.header if fresh is not None and fresh is not step.cached else None
 
-    # -- public ---------------------------------------------------------------------------------
+    # -- public: the two twins only wait or fetch; every decision above is shared --------------
 
     def authorization(self) -> str:
         while True:
-            state, cached, fut, owner = self._claim()
-            if fut is None:
-                assert cached is not None
-                return cached.header
-            if not owner:
-                if state == _ADVISORY and cached is not None:
-                    return cached.header
-                nxt = self._after_wait(state, cached, fut.result())
-                if nxt is not None:
-                    return nxt
-                continue
-            started = self._clock()
-            try:
-                token = self._fetch()
-                header = self._header(token)
-            except Exception as exc:
-                return self._fail(fut, state, cached, exc)
-            except BaseException:
-                self._abandon(fut)
-                raise
-            return self._publish(fut, header, token, started)
+            step = self._claim()
+            if step.header is not None:
+                return step.header
+            if not step.owner:
+                header = self._after_wait(step, step.fut.result())  # type: ignore[union-attr]
+            else:
+                started = self._clock()
+                try:
+                    token = self._fetch()
+                except BaseException as exc:
+                    return self._failed(step, exc)
+                return self._fetched(step, token, started)
+            if header is not None:
+                return header
 
     async def aauthorization(self) -> str:
         while True:
-            state, cached, fut, owner = self._claim()
-            if fut is None:
-                assert cached is not None
-                return cached.header
-            if not owner:
-                if state == _ADVISORY and cached is not None:
-                    return cached.header
-                nxt = self._after_wait(state, cached, await asyncio.wrap_future(fut))
-                if nxt is not None:
-                    return nxt
-                continue
-            started = self._clock()
-            try:
-                token = await self._afetch()
-                header = self._header(token)
-            except Exception as exc:
-                return self._fail(fut, state, cached, exc)
-            except BaseException:  # cancelled: let a waiting caller take over
-                self._abandon(fut)
-                raise
-            return self._publish(fut, header, token, started)
-
-    def _abandon(self, fut: concurrent.futures.Future[object]) -> None:
-        with self._lock:
-            self._inflight = None
-        fut.set_result(_RETRY)
+            step = self._claim()
+            if step.header is not None:
+                return step.header
+            if not step.owner:
+                header = self._after_wait(step, await asyncio.wrap_future(step.fut))  # type: ignore[arg-type]
+            else:
+                started = self._clock()
+                try:
+                    token = await self._afetch()
+                except BaseException as exc:  # cancelled: _failed lets a waiting caller take over
+                    return self._failed(step, exc)
+                return self._fetched(step, token, started)
+            if header is not None:
+                return header
 
     def sent_secrets(self) -> tuple[str, ...]:
         cached = self._cached
@@ -322,3 +316,6 @@ def _wrap(source: str, exc: Exception) -> CredentialsError:
     err = CredentialsError(f"could not obtain a token from {source}: {type(exc).__name__}")
     err.__cause__ = exc
     return err
+
+
+public(Credentials)

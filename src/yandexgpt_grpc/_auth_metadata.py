@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
+from ._public import public
 
 __all__ = ["DEFAULT_METADATA_ADDR", "METADATA_TOKEN_PATH", "MetadataService"]
 
@@ -86,3 +87,6 @@ def _parse(body: bytes, where: str, now: float) -> Token:
     if kind is not None and str(kind).lower() != "bearer":
         raise CredentialsError(f"{where} answered token_type {kind!r}, expected 'Bearer'")
     return Token(token, now + float(expires_in))
+
+
+public(MetadataService)

@@ -19,6 +19,7 @@ from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
 from ._constants import DEFAULT_IAM_ENDPOINT, USER_AGENT
 from ._generated.yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
 from ._net import is_local
+from ._public import public
 
 __all__ = ["IAM_TOKEN_AUDIENCE", "ServiceAccountKey"]
 
@@ -186,3 +187,6 @@ class ServiceAccountKey(RefreshingCredentials):
         else:
             expires_at = now + _FALLBACK_TOKEN_LIFETIME
         return Token(response.iam_token, expires_at)
+
+
+public(ServiceAccountKey)

@@ -1,16 +1,17 @@
-"""What Client and AsyncClient share: configuration, checks and per-call metadata."""
+"""What Client and AsyncClient share: the constructor, its configuration, metadata checks and request ids.
+
+The channel and the transport's call shapes are in `_channel.py`; the retry loop in `_retry.py`.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from random import getrandbits
 from typing import Any, ClassVar
 
-import grpc
-from google.protobuf.message import DecodeError
-
 from ._auth import Credentials, resolve_credentials
+from ._channel import ChannelOptions, build_channel_options
 from ._constants import (
     DEFAULT_ENDPOINT,
     DEFAULT_OPERATION_ENDPOINT,
@@ -18,13 +19,10 @@ from ._constants import (
     DEFAULT_TIMEOUT,
     ENV_ENDPOINT,
     ENV_FOLDER_ID,
-    HEADER_ATTEMPT,
     HEADER_AUTHORIZATION,
     HEADER_CLIENT_REQUEST_ID,
     HEADER_DATA_LOGGING,
     HEADER_FOLDER_ID,
-    MAX_MESSAGE_BYTES,
-    USER_AGENT,
 )
 from ._convert import MessagesInput, build_request, model_uri, normalize_messages
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
@@ -35,15 +33,7 @@ from ._retry import DEFAULT_RETRY, NO_RETRIES, CallRetry, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven
 
 Timeout = float | None | NotGiven
-ChannelOptions = Sequence[tuple[str, Any]]
 MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
-
-# How long a silent connection (an unanswered ping, an unfinished handshake) is given before
-# grpc drops it and reconnects; README "Reliability" quotes it.
-DEAD_PATH_MS = 2_000
-
-# grpc matches this exact key (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream's value).
-_SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
 
 
 def check_endpoint(endpoint: str, insecure: bool) -> str:
@@ -77,42 +67,6 @@ def resolve_policy(retry: RetryPolicy | NotGiven | None, default: RetryPolicy) -
     if not isinstance(retry, RetryPolicy):
         raise TypeError(f"retry must be a RetryPolicy or None, got {type(retry).__name__}")
     return retry
-
-
-def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, Any]]:
-    opts: dict[str, Any] = {
-        "grpc.primary_user_agent": USER_AGENT,
-        "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
-        "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-        # A dead path (socket open, no bytes) is found by a ping that goes unanswered: grpc pings
-        # after DEAD_PATH_MS without a byte from the server and drops the connection when the
-        # ack is DEAD_PATH_MS late (any ping: grpc's own 60 s default for the others), so the
-        # next call or retry reconnects. A server with grpc's default policy accepts this: the
-        # client sends at most two pings until it sends something itself (grpc's default
-        # grpc.http2.max_pings_without_data), and two pings are within the server's allowance.
-        "grpc.keepalive_time_ms": DEAD_PATH_MS,
-        "grpc.keepalive_timeout_ms": DEAD_PATH_MS,
-        "grpc.keepalive_permit_without_calls": 0,
-        "grpc.http2.ping_timeout_ms": DEAD_PATH_MS,
-        # A server that accepts TCP but never finishes the HTTP/2 handshake: give up on that
-        # connection attempt after DEAD_PATH_MS (grpc: 20 s) and try again.
-        "grpc.min_reconnect_backoff_ms": DEAD_PATH_MS,
-        # Each client gets its own connections: a new Client never inherits one already dead.
-        "grpc.use_local_subchannel_pool": 1,
-        # Let grpc retry transparently only what never reached the server.
-        "grpc.enable_retries": 1,
-        # Reconnect soon after a server comes back (grpc's defaults: 1 s growing to 120 s),
-        # so a restarted endpoint serves the same client again within our retry window.
-        "grpc.initial_reconnect_backoff_ms": 200,
-        "grpc.max_reconnect_backoff_ms": 10_000,
-    }
-    if sync:
-        # Reads stream messages on the caller's thread: no hop through grpc's
-        # polling thread per message (about a quarter less CPU per message).
-        opts[_SINGLE_THREADED_UNARY_STREAM] = 1
-    for key, value in user or ():
-        opts[key] = value
-    return list(opts.items())
 
 
 def _user_metadata(metadata: MetadataInput) -> tuple[tuple[str, str], ...]:
@@ -229,7 +183,14 @@ class ClientConfig:
         return resolve_policy(retry, self.retry)
 
     def attempts(
-        self, method: str, timeout: Timeout, retry: RetryPolicy | NotGiven | None, *, stream: bool = False
+        self,
+        method: str,
+        timeout: Timeout,
+        retry: RetryPolicy | NotGiven | None,
+        metadata: MetadataInput = None,
+        *,
+        stream: bool = False,
+        operation_id: str | None = None,
     ) -> CallRetry:
         """The attempts of one logical call under this configuration, with a fresh request id."""
         # Left-out arguments (nearly every call) skip the resolvers: this runs once per call.
@@ -244,6 +205,9 @@ class ClientConfig:
             method,
             new_request_id(),
             stream=stream,
+            config=self,
+            metadata=metadata,
+            operation_id=operation_id,
         )
 
     def describe(self, name: str) -> str:
@@ -264,54 +228,6 @@ def new_request_id() -> str:
     """
     h = "%032x" % (getrandbits(128) & _UUID4_KEEP | _UUID4_STAMP)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def attempt_header(attempt: int) -> tuple[tuple[str, str], ...]:
-    return ((HEADER_ATTEMPT, str(attempt)),) if attempt > 1 else ()
-
-
-_COMPLETION_PATH = "/yandex.cloud.ai.foundation_models.v1.TextGenerationService/Completion"
-# What grpc's blocking API says when it fails a call over a response it cannot parse.
-UNPARSABLE_DETAILS = "Exception deserializing response!"
-UNPARSABLE: Any = object()
-
-
-def _parse_completion(data: bytes) -> Any:
-    """CompletionResponse.FromString, but a response that does not parse comes back as UNPARSABLE.
-
-    grpc.aio hands over None both for that and for an answer without a message; this tells them apart.
-    """
-    try:
-        return tg_pb2.CompletionResponse.FromString(data)
-    except DecodeError:
-        return UNPARSABLE
-
-
-def unparsable_error(initial: Any) -> grpc.aio.AioRpcError:
-    """The INTERNAL failure the blocking API raises for an unparsable response, for grpc.aio calls."""
-    return grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, initial, grpc.aio.Metadata(), UNPARSABLE_DETAILS)
-
-
-def completion_once(channel: Any) -> Any:
-    """Completion called as a unary RPC: one request, one response, one await.
-
-    The method is server-streaming, but with `stream=false` the server sends exactly one
-    response, and the wire cannot tell the two apart. A unary call skips the streaming
-    reader's per-message bookkeeping (about 5 % of an asyncio call on loopback).
-    """
-    return channel.unary_unary(
-        _COMPLETION_PATH,
-        request_serializer=tg_pb2.CompletionRequest.SerializeToString,
-        response_deserializer=_parse_completion,
-    )
-
-
-def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> Any:
-    """A channel to `target` under the client's rules: TLS unless insecure (loopback only, checked)."""
-    if cfg.insecure:
-        return (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options=cfg.options)
-    creds = grpc.ssl_channel_credentials(root_certificates=cfg.root_certificates)
-    return (grpc.aio.secure_channel if aio else grpc.secure_channel)(target, creds, options=cfg.options)
 
 
 class ClientBase:
@@ -369,6 +285,13 @@ class ClientBase:
     def _setup(self) -> None:
         """The subclass's own state (channels, locks); no I/O."""
         raise NotImplementedError
+
+    def _stub(self, factory: Any) -> Any:
+        raise NotImplementedError
+
+    def _rpc(self, factory: Any, name: str) -> Callable[[], Any]:
+        """The stub method `name`, looked up at call time (the channel is made on first use)."""
+        return lambda: getattr(self._stub(factory), name)
 
     def __repr__(self) -> str:
         return self._config.describe(type(self).__name__)

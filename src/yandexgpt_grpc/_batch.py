@@ -31,8 +31,11 @@ from ._errors import (
     YandexGPTError,
     is_permanent,
     is_rate_limited,
+    rpc_code,
+    rpc_details,
     scrub,
 )
+from ._public import public
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
@@ -53,6 +56,9 @@ PathLike = str | os.PathLike[str]
 _RESERVED = frozenset({"id", "messages", "model"})
 # How long an unreachable endpoint pauses a run before it stops (outage_wait=, --outage-wait).
 DEFAULT_OUTAGE_WAIT = 60.0
+# A request that fails with these while the breaker is open is waited out and sent again: its
+# retry budget (or its deadline, spent waiting) ran out to the outage, not to the prompt.
+_OUTAGE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _PROBE_MODEL = "gpt://folder/model/latest"
 
 
@@ -555,7 +561,8 @@ async def arun_batch(
     summary.total = len(items)
     summary.skipped = len(items) - len(todo)
 
-    policy = retry if retry is not None else client._config.retry
+    cfg = client._config
+    policy = retry if retry is not None else cfg.retry
     limiter = RateLimiter(rps, clock=clock, sleep=sleep)
     out_stream: TextIO | None
     if progress is None:
@@ -574,34 +581,34 @@ async def arun_batch(
     queue: Iterator[_Item] = iter(todo)
 
     async def answer(item: _Item) -> dict[str, Any]:
-        attempt = 0
-        while True:
+        # Every attempt goes through the client's retry driver; the limiter and the outage breaker
+        # only add hooks: before each attempt wait for the endpoint and a turn, after each failure
+        # tell them what happened.
+        began = 0.0
+
+        async def before() -> None:
+            nonlocal began
             await breaker.ready()
-            attempt += 1
             began = await limiter.acquire()
+
+        def on_error(exc: Any) -> None:
+            code = rpc_code(exc)
+            if code is grpc.StatusCode.UNAVAILABLE and not is_permanent(code, rpc_details(exc)):
+                breaker.unavailable()
+            else:
+                breaker.reachable()
+            if is_rate_limited(exc):  # not a size error: that says nothing about the rate
+                limiter.slow_down(began)
+
+        while True:
             try:
-                result = await client.complete(
-                    item.model or model or "",
-                    item.messages,
-                    timeout=timeout,
-                    retry=None,
-                    **item.options,
-                )
+                request = cfg.prepare(item.model or model or "", item.messages, item.options, stream=False)
+                tries = cfg.attempts("Completion", timeout, policy)
+                result = await client._completion_call(request, tries, before, on_error)
             except APIError as exc:
-                if exc.code is grpc.StatusCode.UNAVAILABLE and not is_permanent(exc.code, exc.details):
-                    if breaker.unavailable():  # an outage: wait it out, this attempt costs nothing
-                        attempt = 0
-                        continue
-                else:
-                    breaker.reachable()
-                if is_rate_limited(exc):  # not a size error: that says nothing about the rate
-                    limiter.slow_down(began)
-                cause = exc.__cause__
-                delay = policy.next_delay(cause, attempt, None) if isinstance(cause, grpc.RpcError) else None
-                if delay is None:
-                    return _failure(item, exc)
-                await sleep(delay)
-                continue
+                if breaker.open and exc.code in _OUTAGE_CODES:
+                    continue  # the endpoint is down, not this prompt's fault: wait it out, start afresh
+                return _failure(item, exc)
             except (YandexGPTError, ValueError, TypeError) as exc:
                 breaker.reachable()
                 return _failure(item, exc)
@@ -677,3 +684,6 @@ def run_batch(
             )
 
     return asyncio.run(main())
+
+
+public(BatchProblem, BatchSummary, BatchDiskFullError, BatchOutageError)

@@ -2,68 +2,39 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from . import _retry
-from ._base import (
-    ClientBase,
-    MetadataInput,
-    Timeout,
-    attempt_header,
-    open_channel,
-)
-from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import MessagesInput, build_tokenize_request, model_uri, unary_result
-from ._errors import IncompleteStreamError, find_header
+from ._base import ClientBase, MetadataInput, Timeout
+from ._channel import open_channel
+from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
+from ._docs import document_client, documented
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
-from ._operations import Operation, call_unary, tokens_result
-from ._retry import RetryPolicy
+from ._operations import Operation, call_unary
+from ._public import public
+from ._retry import AttemptFailed, CallRetry, RetryPolicy
 from ._streaming import CompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._auth import Credentials
     from ._convert import GenerationOptions
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
 
 
-def loop_bound_credentials(creds: Credentials) -> bool:
-    """Whether fetching a token awaits a coroutine function (an async IamTokenProvider)."""
-    return creds.needs_event_loop
-
-
-def check_no_running_loop() -> None:
-    """Refuse the one case where a blocking call inside a running event loop would deadlock.
-
-    Ordinary blocking use inside a running loop (a notebook) is allowed. But a token
-    coroutine may need this very loop, which the blocking call keeps from running.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise RuntimeError(
-        "this Client fetches tokens with a coroutine function, and it was called inside a running asyncio "
-        "event loop, which the blocking call would stall while the coroutine may need it (a deadlock): "
-        "use AsyncClient here, or run the call in a worker thread (await asyncio.to_thread(client.complete, ...))"
-    )
-
-
 class Client(ClientBase):
     """A blocking client for the text-generation API; one channel, reused by every call.
 
-    Thread-safe: share one instance. Constructor arguments: see ClientBase.
+    Thread-safe: share one instance; `close()` it, or use it as a context manager.
     """
 
     _sync = True
@@ -72,19 +43,13 @@ class Client(ClientBase):
         cfg = self._config
         self._channel = open_channel(cfg, cfg.endpoint, aio=False)
         self._completion = tg_grpc.TextGenerationServiceStub(self._channel).Completion
-        self._loop_bound_credentials = loop_bound_credentials(cfg.credentials)
         self._lock = threading.Lock()
 
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("this Client is closed")
 
-    def _authorization(self) -> str:
-        creds = self._config.credentials
-        if self._loop_bound_credentials:
-            check_no_running_loop()
-        return creds.authorization()
-
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def complete(
         self,
         model: str,
@@ -99,39 +64,30 @@ class Client(ClientBase):
         self._check_open()
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        tries = cfg.attempts("Completion", timeout, retry)
-        request_id = tries.request_id
-        while True:
-            auth = self._authorization()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            call = self._completion(request, timeout=attempt_timeout, metadata=md)
-            resp: tg_pb2.CompletionResponse | None = None
-            try:
-                for resp in call:  # noqa: B007 - a unary answer is the stream's only message
-                    pass
-            except grpc.RpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth, responded=resp is not None)
-                if delay is None:
-                    err = tries.failure(exc)
-                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
-                if delay:
-                    _retry.sleep(delay)
-                continue
-            except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
-                call.cancel()
-                raise
-            initial = call.initial_metadata()
-            tries.finished(grpc.StatusCode.OK, initial)
-            rid = find_header(initial, HEADER_REQUEST_ID)
-            if resp is None:
-                raise IncompleteStreamError(
-                    "the server answered without a response message", partial=None, request_id=rid
-                )
-            trace_id = find_header(initial, HEADER_TRACE_ID)
-            return unary_result(resp, rid, trace_id, initial=initial, trailing=call.trailing_metadata())
+        tries = cfg.attempts("Completion", timeout, retry, metadata)
+        return _retry.call(tries, self._complete_attempt, request)
 
+    def _complete_attempt(
+        self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
+    ) -> CompletionResult:
+        """One attempt of complete(): the unary answer read as the one message of the stream."""
+        call = self._completion(request, timeout=timeout, metadata=md)
+        resp: tg_pb2.CompletionResponse | None = None
+        try:
+            for resp in call:  # noqa: B007 - a unary answer is the stream's only message
+                pass
+        except grpc.RpcError as exc:
+            if resp is None:
+                raise
+            raise AttemptFailed(exc, responded=True) from exc
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+            call.cancel()
+            raise
+        initial = call.initial_metadata()
+        tries.finished(grpc.StatusCode.OK, initial)
+        return completion_answer(resp, initial, call.trailing_metadata())
+
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def stream(
         self,
         model: str,
@@ -150,19 +106,15 @@ class Client(ClientBase):
         self._check_open()
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
-        tries = cfg.attempts("Completion(stream)", timeout, retry, stream=True)
-        request_id = tries.request_id
-        completion = self._completion
+        tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
+        return CompletionStream(self._stream_call, request, tries)
 
-        def start() -> tuple[Any, str]:
-            self._check_open()
-            auth = self._authorization()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            return completion(request, timeout=attempt_timeout, metadata=md), auth
+    def _stream_call(self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata) -> Any:
+        """Start one attempt of a stream (the stream's own attempt reads its first response)."""
+        self._check_open()
+        return self._completion(request, timeout=timeout, metadata=md)
 
-        return CompletionStream(start, tries)
-
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def submit(
         self,
         model: str,
@@ -177,23 +129,16 @@ class Client(ClientBase):
         self._check_open()
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=False)
-        pb, initial = call_unary(
-            cfg,
-            lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion,
-            request,
-            name="TextGenerationAsyncService.Completion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-            authorize=self._authorization,
-        )
-        return Operation(pb.id, cfg, self._operations, self._authorization, pb=pb, initial=initial)
+        tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
+        pb, initial = call_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
+        return Operation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> Operation:
         """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
         self._check_open()
-        return Operation(operation_id, self._config, self._operations, self._authorization)
+        return Operation(operation_id, self._config, self._operations)
 
+    @documented(options=False, call_args=("model", "text", "timeout", "metadata", "retry"))
     def tokenize(
         self,
         model: str,
@@ -206,18 +151,10 @@ class Client(ClientBase):
         """The model's tokens of `text`."""
         self._check_open()
         request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
-        resp, initial = call_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize,
-            request,
-            name="TokenizerService.Tokenize",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-            authorize=self._authorization,
-        )
-        return tokens_result(resp, initial)
+        tries = self._config.attempts("TokenizerService.Tokenize", timeout, retry, metadata)
+        return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "Tokenize"), request))
 
+    @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def tokenize_messages(
         self,
         model: str,
@@ -231,17 +168,8 @@ class Client(ClientBase):
         """The tokens of a whole request (messages, tools, options): what its input costs."""
         self._check_open()
         request = self._config.prepare(model, messages, options, stream=False)
-        resp, initial = call_unary(
-            self._config,
-            lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion,
-            request,
-            name="TokenizerService.TokenizeCompletion",
-            timeout=timeout,
-            metadata=metadata,
-            retry=retry,
-            authorize=self._authorization,
-        )
-        return tokens_result(resp, initial)
+        tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
+        return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request))
 
     def _stub(self, factory: Any) -> Any:
         self._check_open()
@@ -284,3 +212,7 @@ class Client(ClientBase):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+public(Client)
+document_client(Client)

@@ -19,11 +19,13 @@ USER_AGENT: Final = f"yandexgpt-grpc/{__version__}"
 # Long conversations and tool schemas can exceed grpc's 4 MiB default.
 MAX_MESSAGE_BYTES: Final = 64 * 1024 * 1024
 
+# Environment variables a client falls back on (credentials: see _auth.resolve_credentials).
 ENV_API_KEY: Final = "YC_API_KEY"
 ENV_IAM_TOKEN: Final = "YC_IAM_TOKEN"
 ENV_FOLDER_ID: Final = "YC_FOLDER_ID"
 ENV_ENDPOINT: Final = "YANDEXGPT_ENDPOINT"
 
+# gRPC metadata keys: sent by the client, then those the server answers with.
 HEADER_AUTHORIZATION: Final = "authorization"
 HEADER_FOLDER_ID: Final = "x-folder-id"
 HEADER_CLIENT_REQUEST_ID: Final = "x-client-request-id"

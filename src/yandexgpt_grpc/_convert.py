@@ -1,4 +1,9 @@
-"""Python values <-> protobuf messages: the only module that builds requests or reads responses."""
+"""Python values <-> protobuf messages: every request is built and every answer read here.
+
+One deliberate exception: a stream's per-message step (`_streaming`: `_StreamState._consume` and the
+inlined common case in `AsyncCompletionStream._iterate`) reads `alternatives` itself and calls
+`alternative_of` from here, because a function call per message is measurable on the hot path.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
+import grpc
 from google.protobuf import json_format
 
-from ._errors import IncompleteStreamError
+from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
+from ._errors import IncompleteStreamError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
+from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
 from ._types import (
     ROLES,
     STATUSES,
@@ -388,6 +396,19 @@ def unary_result(
     return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)
 
 
+def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trailing: Any) -> CompletionResult:
+    """complete()'s result from the answer and its headers; an answer without a message is incomplete."""
+    rid = find_header(initial, HEADER_REQUEST_ID)
+    if resp is None:
+        raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
+    trace_id = find_header(initial, HEADER_TRACE_ID)
+    return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+
+
+def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:
+    return tokens_of(resp, find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID))
+
+
 def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -397,6 +418,32 @@ def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
 def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: str | None) -> TokenizeResult:
     tokens = tuple(Token(t.id, t.text, t.special) for t in resp.tokens)
     return TokenizeResult(tokens, resp.model_version, request_id, trace_id, resp)
+
+
+def get_operation_request(operation_id: str) -> op_service_pb2.GetOperationRequest:
+    return op_service_pb2.GetOperationRequest(operation_id=operation_id)
+
+
+def cancel_operation_request(operation_id: str) -> op_service_pb2.CancelOperationRequest:
+    return op_service_pb2.CancelOperationRequest(operation_id=operation_id)
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def operation_result(op: Any, operation_id: str, initial: Any) -> CompletionResult:
+    """The result of a done Operation, or its error raised as our exception class."""
+    if op.HasField("error"):
+        code = _CODES.get(op.error.code, grpc.StatusCode.UNKNOWN)
+        raise error_class(code)(
+            op.error.message, code=code, operation_id=operation_id, status_details=tuple(op.error.details)
+        )
+    resp = operation_response(op)
+    if resp is None:
+        raise YandexGPTError(f"operation {operation_id} is done but carries neither a response nor an error")
+    initial = tuple(initial or ())
+    rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
+    return unary_result(resp, rid, trace_id, initial=initial)
 
 
 def operation_response(op: Any) -> tg_pb2.CompletionResponse | None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import grpc
 
 from ._constants import HEADER_PUSHBACK, HEADER_REQUEST_ID, HEADER_TRACE_ID
+from ._public import public
 
 if TYPE_CHECKING:
     from ._types import Alternative, CompletionResult
@@ -18,6 +19,17 @@ Metadata = tuple[tuple[str, "str | bytes"], ...]
 
 class YandexGPTError(Exception):
     """Base of every error this package raises on purpose."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt without calling __init__, whose keyword-only arguments pickle's default would miss.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[YandexGPTError], args: tuple[Any, ...], state: dict[str, Any]) -> YandexGPTError:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class APIError(YandexGPTError):
@@ -98,19 +110,19 @@ class NotFoundError(APIError, code=grpc.StatusCode.NOT_FOUND):
 
 
 class AlreadyExistsError(APIError, code=grpc.StatusCode.ALREADY_EXISTS):
-    pass
+    """The resource to create exists already."""
 
 
 class FailedPreconditionError(APIError, code=grpc.StatusCode.FAILED_PRECONDITION):
-    pass
+    """The system is not in a state the call needs (e.g. an operation in the wrong state)."""
 
 
 class AbortedError(APIError, code=grpc.StatusCode.ABORTED):
-    pass
+    """The call was aborted, typically by a concurrency conflict; retrying the whole sequence may help."""
 
 
 class OutOfRangeError(APIError, code=grpc.StatusCode.OUT_OF_RANGE):
-    pass
+    """A value was past the valid range (e.g. too many tokens for the model's context)."""
 
 
 class RateLimitError(APIError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
@@ -142,11 +154,11 @@ class UnavailableError(APIError, code=grpc.StatusCode.UNAVAILABLE):
 
 
 class InternalServerError(APIError, code=grpc.StatusCode.INTERNAL):
-    pass
+    """The server failed; retried while no response has reached you."""
 
 
 class UnknownError(APIError, code=grpc.StatusCode.UNKNOWN):
-    pass
+    """The server sent an error without a known status (or grpc could not map it)."""
 
 
 class UnimplementedError(APIError, code=grpc.StatusCode.UNIMPLEMENTED):
@@ -154,7 +166,7 @@ class UnimplementedError(APIError, code=grpc.StatusCode.UNIMPLEMENTED):
 
 
 class DataLossError(APIError, code=grpc.StatusCode.DATA_LOSS):
-    pass
+    """Unrecoverable data loss or corruption."""
 
 
 class CancelledError(APIError, code=grpc.StatusCode.CANCELLED):
@@ -183,16 +195,105 @@ class IncompleteStreamError(YandexGPTError):
         self.request_id = request_id
 
 
-_interrupted: dict[type[APIError], type[StreamInterruptedError]] = {}
+class CredentialsError(YandexGPTError):
+    """A token source could not produce a token (exchange refused, metadata service down, …).
+
+    ``code`` is the gRPC status of a failed IAM exchange, when there was one.
+    """
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _interrupted_class(base: type[APIError]) -> type[StreamInterruptedError]:
-    cls = _interrupted.get(base)
-    if cls is None:
-        name = "StreamInterrupted" + base.__name__
-        cls = type(name, (StreamInterruptedError, base), {"__module__": __name__, "__qualname__": name})
-        _interrupted[base] = cls
-    return cls
+class OperationTimeoutError(YandexGPTError, TimeoutError):
+    """`wait(timeout=...)` ran out before the operation finished; it goes on: wait again or cancel it."""
+
+    def __init__(self, message: str, *, operation_id: str) -> None:
+        super().__init__(message)
+        self.operation_id = operation_id
+
+
+# A stream that fails after text arrived raises both StreamInterruptedError and the specific class,
+# one static class per code so type checkers and IDEs see them (from_rpc_error picks one).
+class StreamInterruptedInvalidArgumentError(StreamInterruptedError, InvalidArgumentError): ...
+
+
+class StreamInterruptedAuthenticationError(StreamInterruptedError, AuthenticationError): ...
+
+
+class StreamInterruptedPermissionDeniedError(StreamInterruptedError, PermissionDeniedError): ...
+
+
+class StreamInterruptedNotFoundError(StreamInterruptedError, NotFoundError): ...
+
+
+class StreamInterruptedAlreadyExistsError(StreamInterruptedError, AlreadyExistsError): ...
+
+
+class StreamInterruptedFailedPreconditionError(StreamInterruptedError, FailedPreconditionError): ...
+
+
+class StreamInterruptedAbortedError(StreamInterruptedError, AbortedError): ...
+
+
+class StreamInterruptedOutOfRangeError(StreamInterruptedError, OutOfRangeError): ...
+
+
+class StreamInterruptedRateLimitError(StreamInterruptedError, RateLimitError): ...
+
+
+class StreamInterruptedDeadlineExceededError(StreamInterruptedError, DeadlineExceededError): ...
+
+
+class StreamInterruptedUnavailableError(StreamInterruptedError, UnavailableError): ...
+
+
+class StreamInterruptedInternalServerError(StreamInterruptedError, InternalServerError): ...
+
+
+class StreamInterruptedUnknownError(StreamInterruptedError, UnknownError): ...
+
+
+class StreamInterruptedUnimplementedError(StreamInterruptedError, UnimplementedError): ...
+
+
+class StreamInterruptedDataLossError(StreamInterruptedError, DataLossError): ...
+
+
+class StreamInterruptedCancelledError(StreamInterruptedError, CancelledError): ...
+
+
+class StreamInterruptedMessageTooLargeError(StreamInterruptedError, MessageTooLargeError): ...
+
+
+class StreamInterruptedMetadataTooLargeError(StreamInterruptedError, MetadataTooLargeError): ...
+
+
+class StreamInterruptedAPIError(StreamInterruptedError, APIError): ...
+
+
+_INTERRUPTED: dict[type[APIError], type[StreamInterruptedError]] = {
+    InvalidArgumentError: StreamInterruptedInvalidArgumentError,
+    AuthenticationError: StreamInterruptedAuthenticationError,
+    PermissionDeniedError: StreamInterruptedPermissionDeniedError,
+    NotFoundError: StreamInterruptedNotFoundError,
+    AlreadyExistsError: StreamInterruptedAlreadyExistsError,
+    FailedPreconditionError: StreamInterruptedFailedPreconditionError,
+    AbortedError: StreamInterruptedAbortedError,
+    OutOfRangeError: StreamInterruptedOutOfRangeError,
+    RateLimitError: StreamInterruptedRateLimitError,
+    DeadlineExceededError: StreamInterruptedDeadlineExceededError,
+    UnavailableError: StreamInterruptedUnavailableError,
+    InternalServerError: StreamInterruptedInternalServerError,
+    UnknownError: StreamInterruptedUnknownError,
+    UnimplementedError: StreamInterruptedUnimplementedError,
+    DataLossError: StreamInterruptedDataLossError,
+    CancelledError: StreamInterruptedCancelledError,
+    MessageTooLargeError: StreamInterruptedMessageTooLargeError,
+    MetadataTooLargeError: StreamInterruptedMetadataTooLargeError,
+    APIError: StreamInterruptedAPIError,
+}
 
 
 def _pairs(md: Any) -> Metadata:
@@ -310,6 +411,8 @@ def utf8_details(text: str) -> str:
     return text
 
 
+
+
 REDACTED = "<redacted>"
 # An authorization value as it may be quoted back: the scheme, then the secret.
 _AUTH_VALUE_RE = re.compile(r"(?i:\b(api-key|bearer)(\s+|%20|\+))[^\s'\",;)\]}]+")
@@ -406,7 +509,7 @@ def from_rpc_error(
         elif code is grpc.StatusCode.CANCELLED and CHANNEL_CLOSED in details:
             hint = CLIENT_CLOSED
     if partial is not None:
-        cls = _interrupted_class(cls)
+        cls = _INTERRUPTED[cls]
     try:
         status_details = _status_details(trailing)
     except Exception:  # a malformed trailer must not hide the real error
@@ -442,8 +545,29 @@ def pushback_ms(exc: Any) -> int | None:
     return None
 
 
-# Name the interrupted variants in this module so they print (and pickle) by a real name.
-for _base in [*APIError._by_code.values(), APIError, MessageTooLargeError, MetadataTooLargeError]:
-    _variant = _interrupted_class(_base)
-    globals()[_variant.__name__] = _variant
-del _base, _variant
+public(
+    YandexGPTError,
+    APIError,
+    InvalidArgumentError,
+    AuthenticationError,
+    PermissionDeniedError,
+    NotFoundError,
+    AlreadyExistsError,
+    FailedPreconditionError,
+    AbortedError,
+    OutOfRangeError,
+    RateLimitError,
+    MessageTooLargeError,
+    MetadataTooLargeError,
+    DeadlineExceededError,
+    UnavailableError,
+    InternalServerError,
+    UnknownError,
+    UnimplementedError,
+    DataLossError,
+    CancelledError,
+    StreamInterruptedError,
+    IncompleteStreamError,
+    CredentialsError,
+    OperationTimeoutError,
+)

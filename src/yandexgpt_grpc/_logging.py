@@ -9,6 +9,7 @@ from typing import Any
 
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._errors import find_header
+from ._public import public
 
 logger = logging.getLogger("yandexgpt_grpc")
 
@@ -80,3 +81,6 @@ def log_rpc(method: str, code: Any, started: float, attempt: int, client_request
         find_header(md, HEADER_REQUEST_ID),
         find_header(md, HEADER_TRACE_ID),
     )
+
+
+public(RedactingFilter)

@@ -7,19 +7,23 @@ request, one response, with the same retries, deadlines and auth refresh as `com
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from . import _retry
-from ._base import ClientConfig, MetadataInput, Timeout, attempt_header, unparsable_error
-from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._convert import operation_response, tokens_of, unary_result
-from ._errors import APIError, DeadlineExceededError, YandexGPTError, error_class, find_header
-from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
-from ._retry import RetryPolicy
-from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
+from ._base import ClientConfig, Timeout
+from ._channel import unparsable_error
+from ._convert import cancel_operation_request, get_operation_request, operation_result
+from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before
+    DeadlineExceededError,
+    OperationTimeoutError,
+    YandexGPTError,
+)
+from ._public import public
+from ._retry import CallRetry
+from ._types import NOT_GIVEN, CompletionResult
 
 __all__ = [
     "AsyncOperation",
@@ -27,111 +31,50 @@ __all__ = [
     "OperationTimeoutError",
     "acall_unary",
     "call_unary",
-    "tokens_result",
 ]
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 # wait(): each pause is this much longer than the one before, up to ten times the first (30 s at most).
 _GROWTH = 1.5
 _MAX_INTERVAL = 30.0
 
 
-class OperationTimeoutError(YandexGPTError, TimeoutError):
-    """`wait(timeout=...)` ran out before the operation finished; it goes on: wait again or cancel it."""
-
-    def __init__(self, message: str, *, operation_id: str) -> None:
-        super().__init__(message)
-        self.operation_id = operation_id
-
-
 # -- one request, one response ------------------------------------------------------------------
 
 
-def call_unary(
-    cfg: ClientConfig,
-    method: Callable[[], Any],
-    request: Any,
-    *,
-    name: str,
-    authorize: Callable[[], str],
-    timeout: Timeout = NOT_GIVEN,
-    metadata: MetadataInput = None,
-    retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
-    operation_id: str | None = None,
-) -> tuple[Any, Any]:
-    """(response, initial metadata) of a unary RPC under the rules of `complete()` (CallRetry).
+def call_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tuple[Any, Any]:
+    """(response, initial metadata) of a unary RPC, through the retry driver (`_retry.call`).
 
     `method()` gives the stub callable, so the channel behind it is made on first use.
     """
-    tries = cfg.attempts(name, timeout, retry)
-    request_id = tries.request_id
-    try:
-        while True:
-            auth = authorize()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            try:
-                resp, call = method().with_call(request, timeout=attempt_timeout, metadata=md)
-            except grpc.RpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth)
-                if delay is None:
-                    err = tries.failure(exc)
-                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
-                if delay:
-                    _retry.sleep(delay)
-                continue
-            initial = call.initial_metadata()
-            tries.finished(grpc.StatusCode.OK, initial)
-            return resp, initial
-    except APIError as err:
-        err.operation_id = err.operation_id or operation_id
-        raise
+
+    def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
+        resp, call = method().with_call(request, timeout=timeout, metadata=md)
+        initial = call.initial_metadata()
+        tries.finished(grpc.StatusCode.OK, initial)
+        return resp, initial
+
+    return _retry.call(tries, attempt, request)
 
 
-async def acall_unary(
-    cfg: ClientConfig,
-    method: Callable[[], Any],
-    request: Any,
-    *,
-    name: str,
-    authorize: Callable[[], Awaitable[str]],
-    timeout: Timeout = NOT_GIVEN,
-    metadata: MetadataInput = None,
-    retry: RetryPolicy | NotGiven | None = NOT_GIVEN,
-    operation_id: str | None = None,
-) -> tuple[Any, Any]:
-    """The asyncio twin of `call_unary`; task cancellation cancels the RPC."""
-    tries = cfg.attempts(name, timeout, retry)
-    request_id = tries.request_id
-    try:
-        while True:
-            auth = await authorize()
-            attempt_timeout = tries.start()
-            md = cfg.metadata(auth, request_id, metadata) + attempt_header(tries.attempt)
-            call = method()(request, timeout=attempt_timeout, metadata=md)
-            try:
-                resp = await call
-                if resp is None:  # grpc.aio's sign of an answer it could not parse
-                    raise unparsable_error(await call.initial_metadata())
-                initial = await call.initial_metadata()
-            except grpc.aio.AioRpcError as exc:
-                tries.failed(exc)
-                delay = tries.delay(exc, auth)
-                if delay is None:
-                    err = tries.failure(exc)
-                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
-                if delay:
-                    await _retry.asleep(delay)
-                continue
-            except BaseException:  # task cancelled, or worse: do not leave the RPC running
-                call.cancel()
-                raise
-            tries.finished(grpc.StatusCode.OK, initial)
-            return resp, initial
-    except APIError as err:
-        err.operation_id = err.operation_id or operation_id
-        raise
+async def acall_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tuple[Any, Any]:
+    """The asyncio twin of `call_unary` (`_retry.acall`); task cancellation cancels the RPC."""
+
+    async def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
+        call = method()(request, timeout=timeout, metadata=md)
+        try:
+            resp = await call
+            if resp is None:  # grpc.aio's sign of an answer it could not parse
+                raise unparsable_error(await call.initial_metadata())
+            initial = await call.initial_metadata()
+        except grpc.RpcError:
+            raise
+        except BaseException:  # task cancelled, or worse: do not leave the RPC running
+            call.cancel()
+            raise
+        tries.finished(grpc.StatusCode.OK, initial)
+        return resp, initial
+
+    return await _retry.acall(tries, attempt, request)
 
 
 # -- operation handles --------------------------------------------------------------------------
@@ -140,14 +83,13 @@ async def acall_unary(
 class _OperationBase:
     """State shared by Operation and AsyncOperation: the last Operation message seen."""
 
-    __slots__ = ("_authorize", "_cfg", "_id", "_initial", "_pb", "_stubs")
+    __slots__ = ("_cfg", "_id", "_initial", "_pb", "_stubs")
 
     def __init__(
         self,
         operation_id: str,
         cfg: ClientConfig,
         stubs: Callable[[], Any],
-        authorize: Callable[[], Any],
         *,
         pb: Any = None,
         initial: Any = None,
@@ -157,7 +99,6 @@ class _OperationBase:
         self._id = operation_id.strip()
         self._cfg = cfg
         self._stubs = stubs
-        self._authorize = authorize
         self._pb = pb
         self._initial = initial
 
@@ -188,21 +129,32 @@ class _OperationBase:
 
     def _outcome(self) -> CompletionResult:
         """The result of a done operation, or its error raised as our exception class."""
-        pb = self._pb
-        if pb.HasField("error"):
-            code = _CODES.get(pb.error.code, grpc.StatusCode.UNKNOWN)
-            raise error_class(code)(
-                pb.error.message,
-                code=code,
-                operation_id=self._id,
-                status_details=tuple(pb.error.details),
-            )
-        resp = operation_response(pb)
-        if resp is None:
-            raise YandexGPTError(f"operation {self._id} is done but carries neither a response nor an error")
-        initial = tuple(self._initial or ())
-        rid, trace_id = find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID)
-        return unary_result(resp, rid, trace_id, initial=initial)
+        return operation_result(self._pb, self._id, self._initial)
+
+    def _get_call(self, timeout: Timeout, deadline: float | None) -> tuple[CallRetry, Callable[[], Any], Any]:
+        """What poll() and wait() call: OperationService.Get, its deadline cut to what wait() has left."""
+        tries = self._cfg.attempts(
+            "OperationService.Get", _rpc_timeout(self._cfg, timeout, deadline), NOT_GIVEN, operation_id=self._id
+        )
+        return tries, lambda: self._stubs().Get, get_operation_request(self._id)
+
+    def _cancel_call(self, timeout: Timeout) -> tuple[CallRetry, Callable[[], Any], Any]:
+        tries = self._cfg.attempts("OperationService.Cancel", timeout, NOT_GIVEN, operation_id=self._id)
+        return tries, lambda: self._stubs().Cancel, cancel_operation_request(self._id)
+
+    def _polled(self, exc: DeadlineExceededError, schedule: _Schedule, timeout: float | None) -> YandexGPTError:
+        """A poll ran out of time: the wait's timeout if that is what passed, else the poll's own error."""
+        if schedule.expired():
+            err = self._timed_out(timeout)
+            err.__cause__ = exc
+            return err
+        return exc
+
+    def _pause(self, schedule: _Schedule, timeout: float | None) -> float:
+        pause = schedule.pause()
+        if pause is None:
+            raise self._timed_out(timeout)
+        return pause
 
     def _not_done(self) -> RuntimeError:
         return RuntimeError(f"operation {self._id} is still running: wait() for it, or poll() again later")
@@ -270,17 +222,7 @@ class Operation(_OperationBase):
         return self.done
 
     def _get(self, timeout: Timeout, deadline: float | None) -> None:
-        request = op_service_pb2.GetOperationRequest(operation_id=self._id)
-        pb, initial = call_unary(
-            self._cfg,
-            lambda: self._stubs().Get,
-            request,
-            name="OperationService.Get",
-            timeout=_rpc_timeout(self._cfg, timeout, deadline),
-            authorize=self._authorize,
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*call_unary(*self._get_call(timeout, deadline)))
 
     def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
@@ -289,21 +231,14 @@ class Operation(_OperationBase):
         (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
         """
         schedule = _Schedule(timeout, poll_interval)
-        if self.done:
-            return self._outcome()
-        while True:
+        while not self.done:
             try:
                 self._get(NOT_GIVEN, schedule.deadline)
             except DeadlineExceededError as exc:
-                if schedule.expired():
-                    raise self._timed_out(timeout) from exc
-                raise
-            if self.done:
-                return self._outcome()
-            pause = schedule.pause()
-            if pause is None:
-                raise self._timed_out(timeout)
-            _retry.sleep(pause)
+                raise self._polled(exc, schedule, timeout)  # noqa: B904 - _polled sets the cause
+            if not self.done:
+                _retry.sleep(self._pause(schedule, timeout))
+        return self._outcome()
 
     def result(self) -> CompletionResult:
         """The result if the operation is done (polling once if not known to be); never waits."""
@@ -315,17 +250,7 @@ class Operation(_OperationBase):
 
     def cancel(self, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Ask the server to stop the operation; a pending one then ends with CancelledError."""
-        request = op_service_pb2.CancelOperationRequest(operation_id=self._id)
-        pb, initial = call_unary(
-            self._cfg,
-            lambda: self._stubs().Cancel,
-            request,
-            name="OperationService.Cancel",
-            timeout=timeout,
-            authorize=self._authorize,
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*call_unary(*self._cancel_call(timeout)))
 
 
 class AsyncOperation(_OperationBase):
@@ -339,17 +264,7 @@ class AsyncOperation(_OperationBase):
         return self.done
 
     async def _get(self, timeout: Timeout, deadline: float | None) -> None:
-        request = op_service_pb2.GetOperationRequest(operation_id=self._id)
-        pb, initial = await acall_unary(
-            self._cfg,
-            lambda: self._stubs().Get,
-            request,
-            name="OperationService.Get",
-            timeout=_rpc_timeout(self._cfg, timeout, deadline),
-            authorize=self._authorize,
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*await acall_unary(*self._get_call(timeout, deadline)))
 
     async def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
@@ -358,21 +273,14 @@ class AsyncOperation(_OperationBase):
         (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
         """
         schedule = _Schedule(timeout, poll_interval)
-        if self.done:
-            return self._outcome()
-        while True:
+        while not self.done:
             try:
                 await self._get(NOT_GIVEN, schedule.deadline)
             except DeadlineExceededError as exc:
-                if schedule.expired():
-                    raise self._timed_out(timeout) from exc
-                raise
-            if self.done:
-                return self._outcome()
-            pause = schedule.pause()
-            if pause is None:
-                raise self._timed_out(timeout)
-            await _retry.asleep(pause)
+                raise self._polled(exc, schedule, timeout)  # noqa: B904 - _polled sets the cause
+            if not self.done:
+                await _retry.asleep(self._pause(schedule, timeout))
+        return self._outcome()
 
     async def result(self) -> CompletionResult:
         """The result if the operation is done (polling once if not known to be); never waits."""
@@ -384,18 +292,7 @@ class AsyncOperation(_OperationBase):
 
     async def cancel(self, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Ask the server to stop the operation; a pending one then ends with CancelledError."""
-        request = op_service_pb2.CancelOperationRequest(operation_id=self._id)
-        pb, initial = await acall_unary(
-            self._cfg,
-            lambda: self._stubs().Cancel,
-            request,
-            name="OperationService.Cancel",
-            timeout=timeout,
-            authorize=self._authorize,
-            operation_id=self._id,
-        )
-        self._update(pb, initial)
+        self._update(*await acall_unary(*self._cancel_call(timeout)))
 
 
-def tokens_result(resp: Any, initial: Any) -> TokenizeResult:
-    return tokens_of(resp, find_header(initial, HEADER_REQUEST_ID), find_header(initial, HEADER_TRACE_ID))
+public(Operation, AsyncOperation)

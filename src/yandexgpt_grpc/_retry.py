@@ -1,4 +1,12 @@
-"""Retry policy: which failures are worth another attempt, how long to wait, and one call's attempts."""
+"""Every retry of every RPC: the policy, the rule, and the one loop per flavour that applies them.
+
+Where is the retry rule? Here, in `CallRetry.retry_after`: it decides, for a failed attempt,
+whether to wait and try again (and how long) or which error to raise. `call` (blocking) and
+`acall` (asyncio) are the only retry loops in the package: every unary RPC, the opening of every
+stream up to its first response, and every batch request go through one of them. They own the
+authorization of each attempt, its deadline, its metadata (request id, attempt number), the
+decision and the wait; a call site only says how to make one attempt and what to do with its answer.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +14,23 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
+from ._constants import HEADER_ATTEMPT
 from ._errors import APIError, DeadlineExceededError, from_rpc_error, is_permanent, pushback_ms, rpc_code, rpc_details
 from ._logging import log_rpc, logger
+from ._public import public
 
 if TYPE_CHECKING:
     from ._auth import Credentials
+    from ._base import ClientConfig, MetadataInput
+
+T = TypeVar("T")
+Metadata = tuple[tuple[str, str], ...]
 
 # Looked up at call time so tests can replace them with a fake clock.
 monotonic = time.monotonic
@@ -134,12 +149,15 @@ class CallRetry:
 
     __slots__ = (
         "attempt",
+        "config",
         "creds",
         "deadline",
+        "extra",
         "first_response_timeout",
         "last",
         "limited",
         "method",
+        "operation_id",
         "policy",
         "refreshed",
         "request_id",
@@ -157,7 +175,13 @@ class CallRetry:
         request_id: str,
         *,
         stream: bool = False,
+        config: ClientConfig | None = None,
+        metadata: MetadataInput = None,
+        operation_id: str | None = None,
     ) -> None:
+        self.config = config
+        self.operation_id = operation_id  # set on the errors of OperationService calls
+        self.extra = metadata  # the call's own metadata=, checked again per attempt (cheap: usually None)
         self.policy = policy
         self.timeout = timeout
         self.creds = creds
@@ -192,6 +216,7 @@ class CallRetry:
                 err = DeadlineExceededError(
                     f"the call's deadline ({self.timeout:g}s) passed before attempt {self.attempt} could start",
                     attempts=self.attempt - 1,
+                    operation_id=self.operation_id,
                 )
                 err.__cause__ = self.last
                 raise err
@@ -201,6 +226,30 @@ class CallRetry:
             self.first_response_timeout = per_attempt if self.limited else None
             return left
         return per_attempt if self.limited else left
+
+    def metadata(self, authorization: str) -> Metadata:
+        """The metadata of the current attempt: credentials, request id, static and per-call pairs."""
+        cfg = self.config
+        assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
+        md = cfg.metadata(authorization, self.request_id, self.extra)
+        return md if self.attempt == 1 else (*md, (HEADER_ATTEMPT, str(self.attempt)))
+
+    def retry_after(self, exc: Any, rejected: str, *, responded: bool = False, timed_out: bool = False) -> float:
+        """THE retry rule: seconds to wait before the next attempt (0: at once), or raise the call's error.
+
+        `exc` is the attempt's grpc.RpcError (None when it timed out before grpc said anything);
+        `rejected` the authorization it sent; `responded` that a response had arrived (INTERNAL is
+        then not retried); `timed_out` that it ran out of the policy's attempt_timeout.
+        """
+        if exc is None:
+            self.finished(_DEADLINE)
+        else:
+            self.failed(exc)
+        delay = self.delay(exc, rejected, responded, timed_out)
+        if delay is None:
+            err = self.failure(exc, timed_out=timed_out)
+            raise err from err.__cause__  # grpc's error, or its redacted stand-in
+        return delay
 
     def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
         """Seconds to wait before the next attempt (0: at once), or None to give up.
@@ -236,15 +285,22 @@ class CallRetry:
         return delay
 
     def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
-        """The error to raise (`from exc`) for an attempt the call will not retry."""
+        """The error to raise (`from` its `__cause__`) for an attempt the call will not retry."""
         if timed_out:
             err: APIError = DeadlineExceededError(
                 f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
                 attempts=self.attempt,
+                operation_id=self.operation_id,
             )
             err.__cause__ = exc
             return err
-        return from_rpc_error(exc, partial=partial, attempts=self.attempt, secrets=self.creds.sent_secrets())
+        return from_rpc_error(
+            exc,
+            partial=partial,
+            attempts=self.attempt,
+            operation_id=self.operation_id,
+            secrets=self.creds.sent_secrets(),
+        )
 
     def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
@@ -255,3 +311,100 @@ class CallRetry:
         if self.started is not None:
             md = (*(exc.initial_metadata() or ()), *(exc.trailing_metadata() or ()))
             log_rpc(self.method, rpc_code(exc), self.started, self.attempt, self.request_id, md=md)
+
+
+class AttemptFailed(Exception):
+    """Raised by an attempt to tell the driver more than its grpc error says (rare paths only)."""
+
+    def __init__(self, error: Any, *, responded: bool = False, timed_out: bool = False) -> None:
+        super().__init__(error)
+        self.error = error  # the grpc.RpcError, or None for an attempt timed out before grpc spoke
+        self.responded = responded
+        self.timed_out = timed_out
+
+
+def check_no_running_loop() -> None:
+    """Refuse the one case where a blocking call inside a running event loop would deadlock.
+
+    Ordinary blocking use inside a running loop (a notebook) is allowed. But a token
+    coroutine may need this very loop, which the blocking call keeps from running.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        "this Client fetches tokens with a coroutine function, and it was called inside a running asyncio "
+        "event loop, which the blocking call would stall while the coroutine may need it (a deadlock): "
+        "use AsyncClient here, or run the call in a worker thread (await asyncio.to_thread(client.complete, ...))"
+    )
+
+
+def _authorize(creds: Credentials) -> str:
+    if creds.needs_event_loop:
+        check_no_running_loop()
+    return creds.authorization()
+
+
+def call(
+    tries: CallRetry,
+    attempt: Callable[[CallRetry, Any, float | None, Metadata], T],
+    request: Any,
+    before: Callable[[], object] | None = None,
+    on_error: Callable[[Any], object] | None = None,
+) -> T:
+    """Run one logical blocking call: `attempt(tries, request, timeout, metadata)` until it answers or gives up.
+
+    `attempt` makes one RPC and returns what the caller wants from its answer; it raises the
+    grpc.RpcError of a failed RPC (or AttemptFailed for a timed-out or half-answered one). `before`
+    runs ahead of every attempt, `on_error` sees every failed attempt's error (a rate limiter's hooks).
+    """
+    creds = tries.creds
+    while True:
+        if before is not None:
+            before()
+        auth = creds.static_authorization or _authorize(creds)
+        timeout = tries.start()
+        try:
+            return attempt(tries, request, timeout, tries.metadata(auth))
+        except grpc.RpcError as exc:
+            if on_error is not None:
+                on_error(exc)
+            delay = tries.retry_after(exc, auth)
+        except AttemptFailed as failed:
+            if on_error is not None:
+                on_error(failed.error)
+            delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
+        if delay:
+            sleep(delay)
+
+
+async def acall(
+    tries: CallRetry,
+    attempt: Callable[[CallRetry, Any, float | None, Metadata], Awaitable[T]],
+    request: Any,
+    before: Callable[[], Awaitable[object]] | None = None,
+    on_error: Callable[[Any], object] | None = None,
+) -> T:
+    """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
+    creds = tries.creds
+    while True:
+        if before is not None:
+            await before()
+        auth = creds.static_authorization or await creds.aauthorization()
+        timeout = tries.start()
+        try:
+            return await attempt(tries, request, timeout, tries.metadata(auth))
+        except grpc.RpcError as exc:
+            if on_error is not None:
+                on_error(exc)
+            delay = tries.retry_after(exc, auth)
+        except AttemptFailed as failed:
+            if on_error is not None:
+                on_error(failed.error)
+            delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
+        if delay:
+            await asleep(delay)
+
+
+public(RetryPolicy)

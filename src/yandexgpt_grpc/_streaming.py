@@ -5,23 +5,25 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from . import _retry
-from ._base import unparsable_error
+from ._channel import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, StreamInterruptedError, find_header, from_rpc_error
+from ._public import public
+from ._retry import AttemptFailed
 from ._types import STATUSES, Alternative, CompletionResult, Usage
 
 if TYPE_CHECKING:
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
-    from ._retry import CallRetry
+    from ._retry import CallRetry, Metadata
 
 
 def _pairs(md: Any) -> tuple[tuple[str, str | bytes], ...]:
@@ -127,8 +129,8 @@ class _StreamState:
     def _interrupted(self, exc: Any) -> Exception:
         """The error for a failure after the first response: never retried, it keeps the partial."""
         self._done = True
-        self._retry.failed(exc)
         retry = self._retry
+        retry.failed(exc)
         err = from_rpc_error(exc, partial=self._partial(), attempts=retry.attempt, secrets=retry.creds.sent_secrets())
         alts = self._alts
         if isinstance(err, StreamInterruptedError) and all(a.is_final for a in alts.values()):
@@ -146,6 +148,14 @@ class _StreamState:
             self._done = True
             call.cancel()
             self._retry.finished(grpc.StatusCode.CANCELLED, self._initial)
+
+    def __del__(self) -> None:
+        # Abandoned without close(): cancel quietly (no logging; this may run at interpreter exit).
+        try:
+            if not self._done and self._call is not None:
+                self._call.cancel()
+        except Exception:
+            pass
 
     @property
     def request_id(self) -> str | None:
@@ -177,6 +187,13 @@ class _StreamState:
             )
         return self._final
 
+    def _final_result(self) -> CompletionResult:
+        """get_final()'s answer once the stream was read to its end."""
+        final = self.final
+        if final is None:
+            raise RuntimeError("the stream was closed before it ended")
+        return final
+
     @property
     def usage(self) -> Usage | None:
         """Token counts so far (running totals while streaming)."""
@@ -191,7 +208,12 @@ class _StreamState:
         return self._last.model_version if self._last is not None else None
 
 
-StartSync = Callable[[], "tuple[Any, str]"]  # starts one attempt: (grpc call, authorization it sent)
+# Starts one attempt's RPC: (request, timeout, metadata) -> the grpc call object.
+StartCall = Callable[[Any, "float | None", "Metadata"], Any]
+
+
+class _Closed(Exception):
+    """close() or aclose() came while a stream was opening: end the iteration quietly."""
 
 
 class _FirstResponseTimer:
@@ -232,11 +254,12 @@ class CompletionStream(_StreamState):
     or garbage collection cancels the RPC.
     """
 
-    __slots__ = ("_start",)
+    __slots__ = ("_request", "_start")
 
-    def __init__(self, start: StartSync, retry: CallRetry) -> None:
+    def __init__(self, start: StartCall, request: Any, retry: CallRetry) -> None:
         super().__init__(retry)
         self._start = start
+        self._request = request
 
     def __iter__(self) -> CompletionStream:
         return self
@@ -270,55 +293,47 @@ class CompletionStream(_StreamState):
                 return alt
 
     def _open(self) -> tg_pb2.CompletionResponse:
-        """Start the call and read its first response, retrying while nothing was received."""
-        retry = self._retry
-        while True:
-            try:
-                call, auth = self._start()
-            except BaseException:
-                self._done = True
-                raise
-            self._call = call
-            limit = retry.first_response_timeout
-            timer = None if limit is None else _FirstResponseTimer(limit, call)
-            try:
-                resp: tg_pb2.CompletionResponse = next(call)
-            except StopIteration:
-                if timer is not None:
-                    timer.stop()
-                self._headers(call.initial_metadata())
-                self._end(call.trailing_metadata())
-                raise
-            except grpc.RpcError as exc:
-                timed_out = timer is not None and not timer.stop()
-                retry.failed(exc)
-                if self._closed:
-                    self._done = True
-                    raise StopIteration from None
-                delay = retry.delay(exc, auth, timed_out=timed_out)
-                if delay is None:
-                    self._done = True
-                    err = retry.failure(exc, timed_out=timed_out)
-                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
-            except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
-                if timer is not None:
-                    timer.stop()
-                self._cancel()
-                raise
-            else:
-                if timer is None or timer.stop():
-                    self._headers(call.initial_metadata())
-                    return resp
-                # The timer fired as the response arrived: the call is cancelled, nothing was yielded.
-                retry.finished(grpc.StatusCode.DEADLINE_EXCEEDED)
-                delay = retry.delay(None, auth, timed_out=True)
-                if delay is None:
-                    self._done = True
-                    raise retry.failure(None, timed_out=True)
-            if delay:
-                _retry.sleep(delay)
-            if self._closed:
-                raise StopIteration
+        """Start the call and read its first response, retrying (`_retry.call`) while nothing was received."""
+        try:
+            return _retry.call(self._retry, self._attempt, self._request)
+        except Exception:
+            self._done = True
+            raise
+
+    def _attempt(
+        self, tries: CallRetry, request: Any, timeout: float | None, md: Metadata
+    ) -> tg_pb2.CompletionResponse:
+        if self._closed:  # close() during the wait before this attempt
+            raise StopIteration
+        call = self._call = self._start(request, timeout, md)
+        limit = tries.first_response_timeout
+        timer = None if limit is None else _FirstResponseTimer(limit, call)
+        try:
+            resp: tg_pb2.CompletionResponse = next(call)
+        except StopIteration:
+            if timer is not None:
+                timer.stop()
+            self._headers(call.initial_metadata())
+            self._end(call.trailing_metadata())
+            raise
+        except grpc.RpcError as exc:
+            timed_out = timer is not None and not timer.stop()
+            if self._closed:  # close() from another thread
+                tries.failed(exc)
+                raise StopIteration from None
+            if timed_out:
+                raise AttemptFailed(exc, timed_out=True) from exc
+            raise
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+            if timer is not None:
+                timer.stop()
+            self._cancel()
+            raise
+        if timer is None or timer.stop():
+            self._headers(call.initial_metadata())
+            return resp
+        # The timer fired as the response arrived: the call is cancelled, nothing was yielded.
+        raise AttemptFailed(None, timed_out=True)
 
     def close(self) -> None:
         """Cancel the RPC if it is still running; safe to call twice."""
@@ -331,22 +346,11 @@ class CompletionStream(_StreamState):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        # Abandoned without close(): cancel quietly (no logging; this may run at interpreter exit).
-        try:
-            if not self._done and self._call is not None:
-                self._call.cancel()
-        except Exception:
-            pass
-
     def get_final(self) -> CompletionResult:
         """Read the rest of the stream and return the result."""
         for _ in self:
             pass
-        final = self.final
-        if final is None:
-            raise RuntimeError("the stream was closed before it ended")
-        return final
+        return self._final_result()
 
     @property
     def text_stream(self) -> Iterator[str]:
@@ -356,20 +360,18 @@ class CompletionStream(_StreamState):
                 yield TextReset(alt.delta) if alt.replaced else alt.delta
 
 
-StartAsync = Callable[[], Awaitable["tuple[Any, str]"]]
-
-
 class AsyncCompletionStream(_StreamState):
     """The asyncio twin of CompletionStream: `async for`, `async with`, `aclose()`.
 
     Cancelling the task that iterates it cancels the RPC too.
     """
 
-    __slots__ = ("_opened", "_start")
+    __slots__ = ("_opened", "_request", "_start")
 
-    def __init__(self, start: StartAsync, retry: CallRetry) -> None:
+    def __init__(self, start: StartCall, request: Any, retry: CallRetry) -> None:
         super().__init__(retry)
         self._start = start
+        self._request = request
         self._opened = False  # the current attempt has produced its first response
 
     def __aiter__(self) -> AsyncIterator[Alternative]:
@@ -456,55 +458,50 @@ class AsyncCompletionStream(_StreamState):
         return unparsable_error(await call.initial_metadata())
 
     async def _open(self) -> tg_pb2.CompletionResponse | None:
-        """Start the call and read its first response, retrying while nothing was received."""
-        retry = self._retry
-        while True:
-            try:
-                call, auth = await self._start()
-            except BaseException:
-                self._done = True
-                raise
-            self._call = call
-            step = call.__aiter__().__anext__
-            limit = retry.first_response_timeout
-            try:
-                resp = await (step() if limit is None else asyncio.wait_for(step(), limit))
-                if resp is None:
-                    raise await self._unparsable()
-                self._headers(await call.initial_metadata())
-            except StopAsyncIteration:  # OK without a single response
-                self._headers(await call.initial_metadata())
-                self._end(await call.trailing_metadata())
-                return None
-            except grpc.aio.AioRpcError as exc:
-                retry.failed(exc)
-                delay = retry.delay(exc, auth)
-                if delay is None:
-                    self._done = True
-                    err = retry.failure(exc)
-                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
-            except asyncio.TimeoutError:  # no first response within the attempt timeout
-                call.cancel()
-                retry.finished(grpc.StatusCode.DEADLINE_EXCEEDED)
-                delay = retry.delay(None, auth, timed_out=True)
-                if delay is None:
-                    self._done = True
-                    raise retry.failure(None, timed_out=True) from None
-            except asyncio.CancelledError:
-                if self._closed:
-                    return None
-                self._cancel()
-                raise
-            except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
-                self._cancel()
-                raise
-            else:
-                self._opened = True
-                return resp  # type: ignore[no-any-return]
-            if delay:
-                await _retry.asleep(delay)
-            if self._closed:
-                return None
+        """Start the call and read its first response, retrying (`_retry.acall`) while nothing was received.
+
+        None: the stream ended, or was closed, before a first response.
+        """
+        try:
+            return await _retry.acall(self._retry, self._attempt, self._request)
+        except _Closed:
+            return None
+        except Exception:
+            self._done = True
+            raise
+
+    async def _attempt(
+        self, tries: CallRetry, request: Any, timeout: float | None, md: Metadata
+    ) -> tg_pb2.CompletionResponse | None:
+        if self._closed:  # aclose() during the wait before this attempt
+            raise _Closed
+        call = self._call = self._start(request, timeout, md)
+        step = call.__aiter__().__anext__
+        limit = tries.first_response_timeout
+        try:
+            resp = await (step() if limit is None else asyncio.wait_for(step(), limit))
+            if resp is None:
+                raise await self._unparsable()
+            self._headers(await call.initial_metadata())
+        except StopAsyncIteration:  # OK without a single response
+            self._headers(await call.initial_metadata())
+            self._end(await call.trailing_metadata())
+            return None
+        except grpc.RpcError:
+            raise
+        except asyncio.TimeoutError:  # no first response within the attempt timeout
+            call.cancel()
+            raise AttemptFailed(None, timed_out=True) from None
+        except asyncio.CancelledError:
+            if self._closed:  # aclose() from another task
+                raise _Closed from None
+            self._cancel()
+            raise
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+            self._cancel()
+            raise
+        self._opened = True
+        return resp  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Cancel the RPC if it is still running; safe to call twice."""
@@ -520,20 +517,10 @@ class AsyncCompletionStream(_StreamState):
     async def __aexit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:
-        try:
-            if not self._done and self._call is not None:
-                self._call.cancel()
-        except Exception:
-            pass
-
     async def get_final(self) -> CompletionResult:
         async for _ in self:
             pass
-        final = self.final
-        if final is None:
-            raise RuntimeError("the stream was closed before it ended")
-        return final
+        return self._final_result()
 
     @property
     def text_stream(self) -> AsyncIterator[str]:
@@ -544,3 +531,6 @@ class AsyncCompletionStream(_StreamState):
         async for alt in self:
             if alt.index == 0 and (alt.delta or alt.replaced):
                 yield TextReset(alt.delta) if alt.replaced else alt.delta
+
+
+public(TextReset, CompletionStream, AsyncCompletionStream)

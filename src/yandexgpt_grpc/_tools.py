@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from ._public import public
 from ._types import ToolCall, ToolResult, _content
 
 JsonSchema = Mapping[str, Any]
@@ -460,3 +461,6 @@ __all__ = [
     "schema_of",
     "signature_schema",
 ]
+
+
+public(FunctionTool)

@@ -8,6 +8,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from ._public import public
+
 if TYPE_CHECKING:
     from google.protobuf.message import Message as _PbMessage
 
@@ -52,6 +54,17 @@ class AlternativeStatus(enum.IntEnum):
     CONTENT_FILTER = 4
     TOOL_CALLS = 5
 
+    def __str__(self) -> str:
+        # The name on every Python: IntEnum's own str is the number on 3.11+, "AlternativeStatus.X" on 3.10.
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        """The name, as str(); a numeric format spec (`:d`, `:02`) still formats the number."""
+        try:
+            return format(self.name, spec)
+        except ValueError:
+            return int.__format__(self, spec)
+
     @classmethod
     def _missing_(cls, value: object) -> AlternativeStatus | None:
         if not isinstance(value, int) or isinstance(value, bool):
@@ -77,7 +90,7 @@ class AlternativeStatus(enum.IntEnum):
         return "ALTERNATIVE_STATUS_" + self.name
 
 
-# Wire number -> AlternativeStatus, by index (the known values are 0..5; see status_of for the rest).
+# Wire number -> AlternativeStatus, by index (the known values are 0..5; others: AlternativeStatus(n)).
 STATUSES: Final = tuple(AlternativeStatus)
 
 
@@ -274,3 +287,6 @@ class TokenizeResult:
 
     def __iter__(self) -> Iterator[Token]:
         return iter(self.tokens)
+
+
+public(AlternativeStatus, ToolCall, ToolResult, Message, Usage, Alternative, CompletionResult, Token, TokenizeResult)
