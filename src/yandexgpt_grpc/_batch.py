@@ -605,6 +605,8 @@ async def arun_batch(
                 request = cfg.prepare(item.model or model or "", item.messages, item.options, stream=False)
                 tries = cfg.attempts("Completion", timeout, policy)
                 result = await client._completion_call(request, tries, before, on_error)
+            except BatchOutageError:
+                raise  # the run stops: no line for this request
             except APIError as exc:
                 if breaker.open and exc.code in _OUTAGE_CODES:
                     continue  # the endpoint is down, not this prompt's fault: wait it out, start afresh

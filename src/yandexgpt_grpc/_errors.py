@@ -411,8 +411,6 @@ def utf8_details(text: str) -> str:
     return text
 
 
-
-
 REDACTED = "<redacted>"
 # An authorization value as it may be quoted back: the scheme, then the secret.
 _AUTH_VALUE_RE = re.compile(r"(?i:\b(api-key|bearer)(\s+|%20|\+))[^\s'\",;)\]}]+")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _retry
-from ._channel import unparsable_error
+from ._channel import closed_error, task_cancelled, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, StreamInterruptedError, find_header, from_rpc_error
@@ -366,13 +366,20 @@ class AsyncCompletionStream(_StreamState):
     Cancelling the task that iterates it cancels the RPC too.
     """
 
-    __slots__ = ("_opened", "_request", "_start")
+    __slots__ = ("_client_closed", "_opened", "_request", "_start")
 
-    def __init__(self, start: StartCall, request: Any, retry: CallRetry) -> None:
+    def __init__(
+        self, start: StartCall, request: Any, retry: CallRetry, client_closed: Callable[[], bool] = lambda: False
+    ) -> None:
         super().__init__(retry)
         self._start = start
         self._request = request
         self._opened = False  # the current attempt has produced its first response
+        self._client_closed = client_closed  # AsyncClient.close() ends calls with CancelledError
+
+    def _closed_by_client(self) -> bool:
+        """grpc.aio handed us CancelledError because the client's channel closed, not a task cancel."""
+        return self._client_closed() and not task_cancelled()
 
     def __aiter__(self) -> AsyncIterator[Alternative]:
         # An async generator rather than `async def __anext__`: the hot loop below resumes one
@@ -438,6 +445,9 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 return
+            if self._closed_by_client():  # the blocking client's error, with the partial
+                err = self._interrupted(closed_error())
+                raise err from None
             self._cancel()
             raise
         except GeneratorExit:  # the caller left the loop: the stream stays open for another one
@@ -495,6 +505,10 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 raise _Closed from None
+            if self._closed_by_client():  # the blocking client's error (nothing to retry on)
+                self._done = True
+                err = from_rpc_error(closed_error(), attempts=tries.attempt)
+                raise err from None
             self._cancel()
             raise
         except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
