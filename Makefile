@@ -2,12 +2,16 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Two stamps in one .venv: `make demo` installs only the runtime dependencies (a small, quick
+# venv); `make test` and the other tool targets later upgrade the same .venv to everything.
 STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 # A venv named on the command line or in the environment (VENV=/abs/path/venv) that
 # already exists is used as it is: make never installs into a venv it does not own.
 ifneq ($(origin VENV),file)
 ifneq ($(wildcard $(PY)),)
 STAMP :=
+RUNTIME_STAMP :=
 endif
 endif
 
@@ -20,7 +24,7 @@ export CLOUDAPI_URL CLOUDAPI_REF CLOUDAPI_DIR
 .PHONY: help demo test lint typecheck regenerate-stubs regenerate-stubs-offline check-stubs test-compat bench clean
 
 help:
-	@echo "make demo                      stream a completion from the embedded emulator (no credentials)"
+	@echo "make demo                      stream a completion from the embedded emulator (installs runtime deps only)"
 	@echo "make test                      run the test suite"
 	@echo "make lint                      ruff + mypy --strict"
 	@echo "make regenerate-stubs          clone cloudapi @ CLOUDAPI_REF (or CLOUDAPI_DIR) and regenerate _generated/"
@@ -33,9 +37,15 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev,regen]'
+	@touch $@ $(RUNTIME_STAMP)
+
+# Runtime dependencies only (no extras, no pip upgrade): what the demo needs.
+$(RUNTIME_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e .
 	@touch $@
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(PY) -m yandexgpt_grpc.demo
 
 test: $(STAMP)

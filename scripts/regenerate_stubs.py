@@ -11,6 +11,17 @@ into proto/, compiled with the pinned grpcio-tools and post-processed so the
 modules live under yandexgpt_grpc._generated and register in a private
 descriptor pool. Output is deterministic; on any failure nothing in the output
 directory changes.
+
+Type stubs come from mypy-protobuf (pinned like grpcio-tools), for the service
+modules (--mypy_grpc_out: typed stubs, multicallables and servicers, sync and
+aio) and for the messages too (--mypy_out instead of protoc's --pyi_out): one
+generator gives both kinds of .pyi the same import style, and its message stubs
+are the stricter ones (HasField/ClearField/WhichOneof take Literal field names,
+message fields are read-only properties, enums are typed values), which is what
+lets mypy catch a misspelled field in the hand-written transport code.
+Version 5.x rather than 3.7.0 (the last that runs on protobuf 6.31): 3.x names
+other modules by dotted path inside stub bodies, which the import-line rewrite
+cannot move, and types every service stub as a Generic over its callables.
 """
 
 from __future__ import annotations
@@ -25,6 +36,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,12 +47,21 @@ DEFAULT_OUT = ROOT / "src" / "yandexgpt_grpc" / "_generated"
 DEFAULT_PROTO = ROOT / "proto"
 DEFAULT_URL = "https://github.com/yandex-cloud/cloudapi"
 GRPCIO_TOOLS_VERSION = "1.76.0"
+MYPY_PROTOBUF_VERSION = "5.1.0"
+# mypy-protobuf 5.1.0 ships its own gencode (extensions_pb2) from protobuf 6.32.1: the
+# plugin dies on an older runtime. Only the generator needs it; the vendored code's
+# runtime floor (from grpcio-tools 1.76.0) stays protobuf 6.31.1.
+MYPY_PROTOBUF_NEEDS_PROTOBUF = "6.32.1"
+PLUGINS = ("protoc-gen-mypy", "protoc-gen-mypy_grpc")
 
 # What the package uses; everything else is found by following imports.
 ENTRY_PROTOS = (
     "yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service.proto",
     "yandex/cloud/operation/operation_service.proto",
     "yandex/cloud/iam/v1/iam_token_service.proto",
+    # The batch inference engine: datasets in and out, and the tasks themselves.
+    "yandex/cloud/ai/dataset/v1/dataset_service.proto",
+    "yandex/cloud/ai/batch_inference/v1/batch_inference_service.proto",
 )
 
 # Imports under these prefixes come from installed packages at run time and
@@ -155,6 +176,62 @@ def check_toolchain(installed: str | None = None) -> str:
     return installed
 
 
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", version)[:3])
+
+
+def check_mypy_protobuf(installed: str | None = None, protobuf: str | None = None) -> str:
+    """Return the mypy-protobuf version, or fail unless it is the pinned one on a protobuf it runs on.
+
+    Its output (the .pyi files) is vendored, so another version would make
+    check-stubs fail with a diff that says nothing about the cause. installed and
+    protobuf override the lookups (tests use them to fake other versions).
+    """
+    hint = f"pip install 'mypy-protobuf=={MYPY_PROTOBUF_VERSION}' (or pip install -e '.[regen]')"
+    if installed is None:
+        try:
+            installed = importlib.metadata.version("mypy-protobuf")
+        except importlib.metadata.PackageNotFoundError:
+            raise RegenError(f"mypy-protobuf is not installed: {hint}") from None
+    if installed != MYPY_PROTOBUF_VERSION:
+        raise RegenError(
+            f"wrong toolchain: mypy-protobuf {installed} is installed but the stubs are pinned to "
+            f"{MYPY_PROTOBUF_VERSION}: {hint}"
+        )
+    if protobuf is None:
+        protobuf = importlib.metadata.version("protobuf")
+    if _version_tuple(protobuf) < _version_tuple(MYPY_PROTOBUF_NEEDS_PROTOBUF):
+        raise RegenError(
+            f"wrong toolchain: mypy-protobuf {installed} needs protobuf>={MYPY_PROTOBUF_NEEDS_PROTOBUF} to run "
+            f"but protobuf {protobuf} is installed (the stubs' runtime floor is unaffected): "
+            f"pip install 'protobuf>={MYPY_PROTOBUF_NEEDS_PROTOBUF},<7' (or pip install -e '.[regen]')"
+        )
+    return installed
+
+
+def plugin_paths() -> dict[str, Path]:
+    """The mypy-protobuf protoc plugins installed beside this interpreter.
+
+    Named explicitly (--plugin) so a different copy earlier on PATH is never used.
+    """
+    found: dict[str, Path] = {}
+    dirs = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
+    for name in PLUGINS:
+        for d in dirs:
+            for candidate in (d / name, d / f"{name}.exe"):
+                if candidate.is_file() and os.access(candidate, os.X_OK):
+                    found[name] = candidate
+                    break
+            if name in found:
+                break
+        else:
+            raise RegenError(
+                f"{name} not found next to {sys.executable}: "
+                f"pip install 'mypy-protobuf=={MYPY_PROTOBUF_VERSION}' into this environment"
+            )
+    return found
+
+
 def include_dirs() -> tuple[Path, ...]:
     """Where google/protobuf/* and google/api|rpc/* .proto files are installed."""
     try:
@@ -247,13 +324,15 @@ def external_closure(names: Iterable[str], dirs: Iterable[Path]) -> list[str]:
 # ------------------------------------------------------------------ protoc + post-processing
 
 
-def protoc(src: Path, files: list[str], out: Path, dirs: Iterable[Path]) -> None:
+def protoc(src: Path, files: list[str], out: Path, dirs: Iterable[Path], plugins: dict[str, Path]) -> None:
     # The installed google/* files come first, so a stray copy in the source tree
     # can never replace them.
     cmd = [sys.executable, "-m", "grpc_tools.protoc"]
     cmd += [f"-I{d}" for d in dirs]
     cmd += [f"-I{src}"]
-    cmd += [f"--python_out={out}", f"--grpc_python_out={out}", f"--pyi_out={out}", *files]
+    cmd += [f"--plugin={name}={path}" for name, path in sorted(plugins.items())]
+    cmd += [f"--python_out={out}", f"--grpc_python_out={out}"]
+    cmd += [f"--mypy_out={out}", f"--mypy_grpc_out={out}", *files]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         message = (proc.stderr.strip() or proc.stdout.strip()).replace(f"{src}{os.sep}", "")
@@ -270,15 +349,35 @@ _POOL_DEFAULT = "_descriptor_pool.Default()"
 _BUILDER_IMPORT = "from google.protobuf.internal import builder as _builder\n"
 
 
+_STUB_STRINGS_RE = re.compile(r'"""(?:\\.|[^\\])*?"""|#[^\n]*', re.DOTALL)
+_STRAY_REFERENCE_RE = re.compile(r"(?<![\w.])yandex\.cloud\.")
+
+
 def rewrite(text: str) -> str:
     """Move every yandex.* module under PACKAGE (imports and the classes' __module__)."""
     text = _IMPORT_LINE_RE.sub(rf"\1 {PACKAGE}.yandex.", text)
     return _MODULE_NAME_RE.sub(rf"\1{PACKAGE}.\2", text)
 
 
+def check_stub_references(name: str, text: str) -> None:
+    """Fail on a yandex.cloud.* name left in stub code after rewrite().
+
+    Only import lines are rewritten; a dotted reference in a stub's body would
+    point at the upstream package, and mypy (which ignores errors in _generated)
+    would quietly make it Any.
+    """
+    # Docstrings and comments may name the API's packages; blank them, keeping line numbers.
+    code = _STUB_STRINGS_RE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    if match := _STRAY_REFERENCE_RE.search(code):
+        line = code[: match.start()].count("\n") + 1
+        raise RegenError(f"{name}: a yandex.cloud.* reference outside an import line survives rewriting (line {line})")
+
+
 def post_process(out: Path) -> None:
     for path in sorted(out.rglob("*.py")) + sorted(out.rglob("*.pyi")):
         text = rewrite(path.read_text(encoding="utf-8"))
+        if path.suffix == ".pyi":
+            check_stub_references(path.relative_to(out).as_posix(), text)
         if path.name.endswith("_pb2.py"):
             if text.count(_POOL_DEFAULT) != 1 or _BUILDER_IMPORT not in text:
                 raise RegenError(
@@ -320,7 +419,9 @@ def write_pool(out: Path, external: list[str]) -> None:
     (out / "_pool.py").write_text("\n".join(lines), encoding="utf-8", newline="\n")
 
 
-def write_source(out: Path, provenance: dict[str, str], src: Path, protos: list[str], tools: str) -> None:
+def write_source(
+    out: Path, provenance: dict[str, str], src: Path, protos: list[str], *, tools: str, stubs_tool: str
+) -> None:
     generated = {
         p.relative_to(out).as_posix(): sha256(p)
         for p in sorted(out.rglob("*"))
@@ -329,6 +430,7 @@ def write_source(out: Path, provenance: dict[str, str], src: Path, protos: list[
     data = {
         **provenance,
         "grpcio_tools": tools,
+        "mypy_protobuf": stubs_tool,
         "protoc": protoc_version(),
         "entry_protos": list(ENTRY_PROTOS),
         "protos": {name: sha256(src / name) for name in protos},
@@ -346,12 +448,14 @@ def generate(
     *,
     provenance: dict[str, str],
     tools: str,
+    stubs_tool: str,
     dirs: tuple[Path, ...],
+    plugins: dict[str, Path],
 ) -> None:
-    protoc(src, protos, out, dirs)
+    protoc(src, protos, out, dirs, plugins)
     post_process(out)
     write_pool(out, external_closure(external, dirs))
-    write_source(out, provenance, src, protos, tools)
+    write_source(out, provenance, src, protos, tools=tools, stubs_tool=stubs_tool)
 
 
 # --------------------------------------------------------------------------- trees
@@ -468,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         tools = check_toolchain()
+        stubs_tool = check_mypy_protobuf()
+        plugins = plugin_paths()
         dirs = include_dirs()
         with tempfile.TemporaryDirectory(prefix="yandexgpt-regen-") as tmp_s:
             tmp = Path(tmp_s)
@@ -499,7 +605,17 @@ def main(argv: list[str] | None = None) -> int:
             protos, external = closure(src, ENTRY_PROTOS)
             gen = tmp / "gen"
             gen.mkdir()
-            generate(src, protos, external, gen, provenance=provenance, tools=tools, dirs=dirs)
+            generate(
+                src,
+                protos,
+                external,
+                gen,
+                provenance=provenance,
+                tools=tools,
+                stubs_tool=stubs_tool,
+                dirs=dirs,
+                plugins=plugins,
+            )
 
             if args.check:
                 return check(args.out, gen)

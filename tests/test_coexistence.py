@@ -25,20 +25,23 @@ _SCRIPT = textwrap.dedent(
     TGS = "yandex.cloud.ai.foundation_models.v1.text_generation.text_generation_service_pb2"
     OPS = "yandex.cloud.operation.operation_service_pb2"
     IAM = "yandex.cloud.iam.v1.iam_token_service_pb2"
+    DS = "yandex.cloud.ai.dataset.v1.dataset_service_pb2"
+    BIS = "yandex.cloud.ai.batch_inference.v1.batch_inference_service_pb2"
     OURS = "yandexgpt_grpc._generated."
     order = [OURS, ""] if sys.argv[1] == "ours-first" else ["", OURS]
     loaded = {}
     for prefix in order:
-        for name in (TGS, OPS, IAM):
+        for name in (TGS, OPS, IAM, DS, BIS):
             loaded[(prefix, name)] = importlib.import_module(prefix + name)
-        try:
-            importlib.import_module(prefix + TGS.replace("_pb2", "_pb2_grpc"))
-        except RuntimeError as exc:
-            # yandexcloud 0.413.0 ships grpc gencode from a newer grpcio-tools than
-            # its metadata admits (it wants grpcio>=1.78); at our grpcio floor only
-            # its messages load. Ours must always load.
-            if prefix == OURS or "depends on grpcio>=" not in str(exc):
-                raise
+        for name in (TGS, DS, BIS):
+            try:
+                importlib.import_module(prefix + name.replace("_pb2", "_pb2_grpc"))
+            except RuntimeError as exc:
+                # yandexcloud 0.413.0 ships grpc gencode from a newer grpcio-tools than
+                # its metadata admits (it wants grpcio>=1.78); at our grpcio floor only
+                # its messages load. Ours must always load.
+                if prefix == OURS or "depends on grpcio>=" not in str(exc):
+                    raise
     ours, theirs = loaded[(OURS, TGS)], loaded[("", TGS)]
     assert ours.DESCRIPTOR.pool is not descriptor_pool.Default()
     assert theirs.DESCRIPTOR.pool is descriptor_pool.Default()
@@ -103,6 +106,32 @@ _SCRIPT = textwrap.dedent(
     assert mine.alternatives[0].message.text == TEXT
     assert mine.usage.total_tokens == 19 and mine.model_version == "23.10.2024"
     assert mine.alternatives[0].status == 1
+
+    # The batch engine: a multipart finish (client to server) and a failed task (server to client).
+    assert loaded[(OURS, DS)].DESCRIPTOR.pool is ours.DESCRIPTOR.pool
+    assert loaded[("", DS)].DESCRIPTOR.pool is descriptor_pool.Default()
+    finish = loaded[(OURS, DS)].FinishMultipartUploadDraftRequest(dataset_id="fds1")
+    finish.uploaded_parts.add(part_num=1, etag='"9b2cf535f27731c974343645a3985328"')
+    finish.uploaded_parts.add(part_num=2, etag='"e80b5017098950fc58aad83c8c14978e"')
+    theirs_finish = loaded[("", DS)].FinishMultipartUploadDraftRequest.FromString(finish.SerializeToString())
+    assert [(p.part_num, p.etag) for p in theirs_finish.uploaded_parts] == [
+        (p.part_num, p.etag) for p in finish.uploaded_parts
+    ]
+    bis = loaded[("", BIS)]
+    task = bis.DescribeBatchInferenceResponse().task
+    task.task_id, task.status, task.result_dataset_id = "bt1", 5, ""
+    task.completion_request.model_uri = "gpt://b1gfolder/yandexgpt-lite/latest"
+    task.completion_request.json_schema.schema.update(SCHEMA)
+    task.errors.line_errors.add(line_number=7, message=TEXT)
+    task.errors.batch_errors.add(batch_number=2, first_line=11, last_line=20, message="timeout")
+    task.created_at.seconds = 1_700_000_000
+    wire = bis.DescribeBatchInferenceResponse(task=task).SerializeToString(deterministic=True)
+    got = loaded[(OURS, BIS)].DescribeBatchInferenceResponse.FromString(wire).task
+    assert got.status == got.FAILED == 5 and got.WhichOneof("request") == "completion_request"
+    assert json_format.MessageToDict(got.completion_request.json_schema.schema) == SCHEMA
+    assert [(e.line_number, e.message) for e in got.errors.line_errors] == [(7, TEXT)]
+    assert got.errors.batch_errors[0].last_line == 20 and got.created_at.seconds == 1_700_000_000
+    assert got.SerializeToString(deterministic=True) == task.SerializeToString(deterministic=True)
     print("OK", sys.argv[1])
     """
 )

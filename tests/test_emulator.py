@@ -176,8 +176,10 @@ def _with_tools(req: tg_pb2.CompletionRequest) -> tg_pb2.CompletionRequest:
 
 
 def test_tool_choice_required_and_named(stubs: Stubs) -> None:
+    assert stubs.complete(_with_tools(make_request("Hello?")))[0].alternatives[0].status == FINAL  # tools alone
     req = _with_tools(make_request("Weather in Paris?"))
-    assert stubs.complete(req)[0].alternatives[0].status == FINAL  # tools alone: plain text
+    named = stubs.complete(req)[0].alternatives[0]  # the prompt names get_weather ("weather"): it is called
+    assert named.status == TOOL_CALLS and named.message.tool_call_list.tool_calls[0].function_call.name == "get_weather"
 
     req.tool_choice.mode = 3  # REQUIRED -> first tool
     (resp,) = stubs.complete(req)
@@ -240,8 +242,8 @@ def _bad(kind: str) -> tg_pb2.CompletionRequest:
 @pytest.mark.parametrize(
     ("kind", "fragment"),
     [
-        ("missing_uri", "model_uri is required"),
-        ("bad_uri", "gpt://<folder_id>/<model>"),
+        ("missing_uri", "invalid model_uri"),
+        ("bad_uri", "invalid model_uri"),
         ("empty_messages", "messages must not be empty"),
         ("unknown_role", "unknown role 'bot'"),
         ("temperature_high", "temperature must be within [0, 1]"),

@@ -70,7 +70,9 @@ PACKAGE = {
 }
 
 TESTING = {
+    "DEFAULT_MODELS",
     "METHODS",
+    "MODEL_VERSIONS",
     "CapturedCall",
     "Emulator",
     "Fault",
@@ -97,9 +99,15 @@ def test_testing_exports_are_pinned() -> None:
 def test_implementation_modules_are_private() -> None:
     """Everything but the entry points lives in _modules behind __init__."""
     public = {m.name for m in pkgutil.iter_modules(yandexgpt_grpc.__path__) if not m.name.startswith("_")}
-    assert public == {"cli", "demo", "testing"}
+    assert public == {"cli", "demo", "langchain", "testing"}
     for name in public:
         importlib.import_module(f"yandexgpt_grpc.{name}")
+
+
+def test_langchain_module_exports() -> None:
+    """An optional extra: public, but only its chat model."""
+    module = importlib.import_module("yandexgpt_grpc.langchain")
+    assert module.__all__ == ["ChatYandexGPT"]
 
 
 def test_errors_derive_from_one_base() -> None:

@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,6 +55,12 @@ def _skip_reason() -> str:
         return "grpcio-tools (the [regen] extra) is not installed"
     if tools != SCRIPT.GRPCIO_TOOLS_VERSION:
         return f"grpcio-tools {tools} installed, stubs pinned to {SCRIPT.GRPCIO_TOOLS_VERSION}"
+    try:
+        stubs_tool = importlib.metadata.version("mypy-protobuf")
+    except importlib.metadata.PackageNotFoundError:
+        return "mypy-protobuf (the [regen] extra) is not installed"
+    if stubs_tool != SCRIPT.MYPY_PROTOBUF_VERSION:
+        return f"mypy-protobuf {stubs_tool} installed, stubs pinned to {SCRIPT.MYPY_PROTOBUF_VERSION}"
     return ""
 
 
@@ -258,6 +265,17 @@ def test_offline_target_and_check_stubs(tmp_path: Path) -> None:
     assert "-# hand edit" in proc.stderr
     assert "only in vendored tree: stray.py" in proc.stderr
 
+    # The type stubs are held to the same standard: a hand edit of a service stub is drift.
+    shutil.copytree(VENDORED, project / GENERATED_REL, dirs_exist_ok=True)
+    (project / GENERATED_REL / "stray.py").unlink()
+    assert _make(project, "check-stubs").returncode == 0
+    stub = project / GENERATED_REL / "yandex" / "cloud" / "operation" / "operation_service_pb2_grpc.pyi"
+    stub.write_text(stub.read_text(encoding="utf-8").replace("Get:", "Gett:", 1), encoding="utf-8")
+    proc = _make(project, "check-stubs")
+    assert proc.returncode != 0
+    assert "differs: yandex/cloud/operation/operation_service_pb2_grpc.pyi" in proc.stderr
+    assert "+    Get:" in proc.stderr
+
 
 @needs_toolchain
 def test_two_runs_give_identical_output(tmp_path: Path) -> None:
@@ -278,6 +296,11 @@ def test_two_runs_give_identical_output(tmp_path: Path) -> None:
         outs.append(_files(out))
     assert outs[0] == outs[1]
     assert outs[0] == _files(VENDORED)
+    # The comparison covers both kinds of type stub, one of each per proto.
+    protos = json.loads(outs[0]["SOURCE.json"])["protos"]
+    for suffix in ("_pb2.pyi", "_pb2_grpc.pyi"):
+        stubs = [name for name in outs[0] if name.endswith(suffix)]
+        assert len(stubs) == len(protos), suffix
 
 
 # ------------------------------------------------------------------------------ failures
@@ -391,6 +414,69 @@ def test_wrong_toolchain_exits_nonzero_and_writes_nothing(tmp_path: Path) -> Non
     assert "wrong toolchain: grpcio-tools 1.70.0" in proc.stderr
 
 
+def test_wrong_mypy_protobuf_message() -> None:
+    with pytest.raises(SCRIPT.RegenError) as info:
+        SCRIPT.check_mypy_protobuf("3.6.0")
+    message = str(info.value)
+    assert "mypy-protobuf 3.6.0 is installed" in message
+    assert f"mypy-protobuf=={SCRIPT.MYPY_PROTOBUF_VERSION}" in message
+    assert SCRIPT.check_mypy_protobuf(SCRIPT.MYPY_PROTOBUF_VERSION) == SCRIPT.MYPY_PROTOBUF_VERSION
+
+
+def test_mypy_protobuf_on_too_old_a_protobuf_is_refused_before_protoc_runs() -> None:
+    pin = SCRIPT.MYPY_PROTOBUF_VERSION
+    with pytest.raises(SCRIPT.RegenError) as info:
+        SCRIPT.check_mypy_protobuf(pin, protobuf="6.31.1")
+    message = str(info.value)
+    assert f"mypy-protobuf {pin} needs protobuf>={SCRIPT.MYPY_PROTOBUF_NEEDS_PROTOBUF}" in message
+    assert "protobuf 6.31.1 is installed" in message
+    assert SCRIPT.check_mypy_protobuf(pin, protobuf=SCRIPT.MYPY_PROTOBUF_NEEDS_PROTOBUF) == pin
+    assert SCRIPT.check_mypy_protobuf(pin, protobuf="6.33.6") == pin
+
+
+def test_the_regen_extra_holds_the_generators_protobuf_need() -> None:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    regen = re.search(r"^regen = \[([^\]]*)\]", text, re.M)
+    assert regen
+    assert f'"protobuf>={SCRIPT.MYPY_PROTOBUF_NEEDS_PROTOBUF}"' in regen.group(1)
+
+
+@needs_toolchain
+def test_wrong_mypy_protobuf_exits_nonzero_and_writes_nothing(tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    before = _snapshot(project)
+    fake = (
+        "import importlib.metadata as m, runpy, sys\n"
+        "real = m.version\n"
+        "m.version = lambda n: '3.6.0' if n == 'mypy-protobuf' else real(n)\n"
+        "sys.argv = ['regenerate_stubs.py', '--offline']\n"
+        "runpy.run_path('scripts/regenerate_stubs.py', run_name='__main__')\n"
+    )
+    proc = subprocess.run(
+        [str(VENV / "bin" / "python"), "-c", fake],
+        cwd=project,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    _assert_failed_cleanly(proc, project, before)
+    assert "wrong toolchain: mypy-protobuf 3.6.0" in proc.stderr
+
+
+def test_a_stub_left_pointing_at_the_upstream_package_is_refused() -> None:
+    fine = (
+        '"""Mentions yandex.cloud.operation.Operation in a docstring."""\n'
+        "from yandexgpt_grpc._generated.yandex.cloud.operation import operation_pb2 as _operation_pb2\n"
+        "x: _operation_pb2.Operation  # a comment about yandex.cloud.x is fine too\n"
+    )
+    SCRIPT.check_stub_references("fine.pyi", fine)
+    stray = fine + "\n\ny: yandex.cloud.operation.operation_pb2.Operation\n"
+    with pytest.raises(SCRIPT.RegenError, match=r"stray\.pyi: .*yandex\.cloud\.\* reference .* \(line 6\)"):
+        SCRIPT.check_stub_references("stray.pyi", stray)
+
+
 @needs_toolchain
 def test_git_missing(tmp_path: Path) -> None:
     project = _project(tmp_path)
@@ -406,3 +492,17 @@ def test_git_missing(tmp_path: Path) -> None:
     )
     _assert_failed_cleanly(proc, project, before)
     assert "git not found" in proc.stderr
+
+
+def test_missing_mypy_protobuf_plugin_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SCRIPT.sysconfig, "get_path", lambda _name: str(tmp_path))
+    monkeypatch.setattr(SCRIPT.sys, "executable", str(tmp_path / "python"))
+    with pytest.raises(SCRIPT.RegenError) as info:
+        SCRIPT.plugin_paths()
+    assert "protoc-gen-mypy not found" in str(info.value)
+    assert f"mypy-protobuf=={SCRIPT.MYPY_PROTOBUF_VERSION}" in str(info.value)
+    for name in SCRIPT.PLUGINS:
+        plugin = tmp_path / name
+        plugin.write_text("#!/bin/sh\n", encoding="utf-8")
+        plugin.chmod(0o755)
+    assert SCRIPT.plugin_paths() == {name: tmp_path / name for name in SCRIPT.PLUGINS}

@@ -9,6 +9,7 @@ and oneof membership come from the live descriptors.
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -29,6 +30,46 @@ pytestmark = requires_oracle
 
 PROTOS = sorted(json.loads(SOURCE.read_text(encoding="utf-8"))["protos"])
 MODULES = [p[: -len(".proto")].replace("/", ".") + "_pb2" for p in PROTOS]
+
+EXPECTED_PROTOS = {
+    "yandex/cloud/ai/batch_inference/v1/batch_inference_service.proto",
+    "yandex/cloud/ai/batch_inference/v1/batch_inference_task.proto",
+    "yandex/cloud/ai/batch_inference/v1/inference_options.proto",
+    "yandex/cloud/ai/dataset/v1/dataset.proto",
+    "yandex/cloud/ai/dataset/v1/dataset_service.proto",
+    "yandex/cloud/ai/foundation_models/v1/batch_inference_task_status.proto",
+    "yandex/cloud/ai/foundation_models/v1/text_common.proto",
+    "yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service.proto",
+    "yandex/cloud/api/operation.proto",
+    "yandex/cloud/iam/v1/iam_token_service.proto",
+    "yandex/cloud/operation/operation.proto",
+    "yandex/cloud/operation/operation_service.proto",
+    "yandex/cloud/validation.proto",
+}
+
+
+def _elements() -> list[tuple[str, str, str]]:
+    """(proto, kind, dotted name) of every message, enum and service we declare, nested ones too."""
+    found: list[tuple[str, str, str]] = []
+
+    def walk(proto: str, message: Any, prefix: str) -> None:
+        name = prefix + message.name
+        found.append((proto, "message", name))
+        for nested in message.nested_types:
+            if not nested.GetOptions().map_entry:
+                walk(proto, nested, name + ".")
+        found.extend((proto, "enum", f"{name}.{e.name}") for e in message.enum_types)
+
+    for proto, module in zip(PROTOS, MODULES, strict=True):
+        fd = importlib.import_module(OURS + module).DESCRIPTOR
+        for message in fd.message_types_by_name.values():
+            walk(proto, message, "")
+        found.extend((proto, "enum", e.name) for e in fd.enum_types_by_name.values())
+        found.extend((proto, "service", s.name) for s in fd.services_by_name.values())
+    return found
+
+
+ELEMENTS = _elements()
 
 _DUMPER = textwrap.dedent(
     """
@@ -151,9 +192,7 @@ def dumps() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def test_the_proto_set_is_the_expected_one() -> None:
-    assert len(PROTOS) == 8
-    assert "yandex/cloud/iam/v1/iam_token_service.proto" in PROTOS
-    assert "yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service.proto" in PROTOS
+    assert set(PROTOS) == EXPECTED_PROTOS
 
 
 @pytest.mark.parametrize("proto", PROTOS)
@@ -188,3 +227,133 @@ def test_dump_covers_what_matters(dumps: tuple[dict[str, Any], dict[str, Any]]) 
     # yandex.cloud validation extensions on fields are decoded, not dropped.
     dumped = json.dumps(ours)
     assert "[yandex.cloud." in dumped.replace("[yandex.cloud.api.operation]", "")
+
+
+# ------------------------------------------------------------------ element by element
+
+
+def _element(dump: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    """One message (with its live fields), enum or service out of a file's dump."""
+    parts = name.split(".")
+    proto = dump["proto"]
+    if kind == "service":
+        return {"proto": proto["service"][name], "methods": dump["services"][name]}
+    if kind == "enum" and len(parts) == 1:
+        return {"proto": proto["enum_type"][name]}
+    node, live = proto["message_type"][parts[0]], dump["live"][parts[0]]
+    last = len(parts) if kind == "message" else len(parts) - 1
+    for part in parts[1:last]:
+        node, live = node["nested_type"][part], live["nested"][part]
+    if kind == "enum":
+        return {"proto": node["enum_type"][parts[-1]]}
+    return {"proto": node, "live": live}
+
+
+@pytest.mark.parametrize(
+    ("proto", "kind", "name"), ELEMENTS, ids=[f"{k}-{p.removeprefix('yandex/cloud/')}:{n}" for p, k, n in ELEMENTS]
+)
+def test_every_message_enum_and_service_equals_yandexcloud(
+    proto: str, kind: str, name: str, dumps: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """Field by field (numbers, types, labels, oneofs, json names, options), method by method."""
+    ours, theirs = dumps[0][proto], dumps[1][proto]
+    try:
+        expected = _element(theirs, kind, name)
+    except KeyError:
+        pytest.fail(f"{kind} {name} of {proto} is not in yandexcloud {ORACLE_VERSION}")
+    diff = _diff(_element(ours, kind, name), expected, name)
+    assert not diff, f"{kind} {name} differs from yandexcloud {ORACLE_VERSION}:\n  " + "\n  ".join(diff[:60])
+
+
+def _names(dump: dict[str, Any]) -> set[tuple[str, str]]:
+    proto = dump["proto"]
+    out = {("service", n) for n in proto.get("service", {})}
+    out |= {("enum", n) for n in proto.get("enum_type", {})}
+
+    def walk(message: dict[str, Any], name: str) -> None:
+        out.add(("message", name))
+        out.update(("enum", f"{name}.{e}") for e in message.get("enum_type", {}))
+        for nested_name, nested in message.get("nested_type", {}).items():
+            if not nested.get("options", {}).get("map_entry"):
+                walk(nested, f"{name}.{nested_name}")
+
+    for name, message in proto.get("message_type", {}).items():
+        walk(message, name)
+    return out
+
+
+def test_the_element_list_misses_nothing_yandexcloud_has(dumps: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    for proto in PROTOS:
+        ours = {(k, n) for p, k, n in ELEMENTS if p == proto}
+        assert _names(dumps[1][proto]) == ours, proto
+        assert _names(dumps[0][proto]) == ours, proto
+
+
+def test_dump_covers_the_batch_engine(dumps: tuple[dict[str, Any], dict[str, Any]]) -> None:
+    """Guard the comparison: the facts the batch engine relies on are in the dump (issue 15)."""
+    ours = dumps[0]
+    ds = ours["yandex/cloud/ai/dataset/v1/dataset_service.proto"]
+    methods = ds["proto"]["service"]["DatasetService"]["method"]
+    assert set(methods) == {
+        "Create",
+        "Delete",
+        "Describe",
+        "FinishMultipartUploadDraft",
+        "GetDownloadUrls",
+        "GetPreview",
+        "GetUploadDraftUrl",
+        "List",
+        "ListOperationsIds",
+        "ListTypes",
+        "ListUploadFormats",
+        "ListUploadSchemas",
+        "StartMultipartUploadDraft",
+        "Update",
+        "Validate",
+    }
+    assert not any(m.get("client_streaming") or m.get("server_streaming") for m in methods.values())
+    assert methods["Validate"]["options"]["[yandex.cloud.api.operation]"] == {
+        "metadata": "ValidateDatasetMetadata",
+        "response": "ValidateDatasetResponse",
+    }
+    assert methods["ListUploadFormats"]["options"]["deprecated"] is True
+    create = ds["proto"]["message_type"]["CreateDatasetRequest"]["field"]
+    assert create["name"]["options"] == {"[yandex.cloud.required]": True, "[yandex.cloud.length]": "<=63"}
+    assert {"folder_id", "task_type", "upload_format"} <= set(create)
+    assert ds["live"]["CreateDatasetRequest"]["fields"]["labels"]["message_type"].endswith(".LabelsEntry")
+    part = ds["proto"]["message_type"]["UploadedPartInfo"]["field"]
+    assert (part["part_num"]["number"], part["part_num"]["type"]) == (1, "TYPE_INT64")
+    assert (part["etag"]["number"], part["etag"]["type"]) == (2, "TYPE_STRING")
+    validate_meta = ds["proto"]["message_type"]["ValidateDatasetMetadata"]["field"]
+    assert set(validate_meta) == {"dataset_id", "valid_rows", "processed_rows", "total_rows"}
+
+    info = ours["yandex/cloud/ai/dataset/v1/dataset.proto"]["proto"]["message_type"]["DatasetInfo"]
+    assert set(info["enum_type"]["Status"]["value"]) >= {"DRAFT", "VALIDATING", "READY", "INVALID"}
+    assert info["reserved_range"] == [{"start": 16, "end": 21}]
+
+    bis = ours["yandex/cloud/ai/batch_inference/v1/batch_inference_service.proto"]
+    assert set(bis["services"]["BatchInferenceService"]) == {"Describe", "List", "Cancel", "Delete"}
+    task = ours["yandex/cloud/ai/batch_inference/v1/batch_inference_task.proto"]["live"]["BatchInferenceTask"]
+    assert task["oneofs"]["request"] == ["completion_request"]
+    errors = task["nested"]["ErrorsInfo"]
+    assert set(errors["nested"]) == {"LineError", "BatchError"}
+    assert errors["fields"]["status"]["message_type"] == "google.rpc.Status"
+    task_file = ours["yandex/cloud/ai/batch_inference/v1/batch_inference_task.proto"]["proto"]
+    statuses = task_file["message_type"]["BatchInferenceTask"]["enum_type"]["Status"]["value"]
+    lifecycle = ("CREATED", "PENDING", "IN_PROGRESS", "COMPLETED", "FAILED", "CANCELED")
+    assert [statuses[n]["number"] for n in lifecycle] == [1, 2, 3, 4, 5, 6]
+
+    tgs = ours["yandex/cloud/ai/foundation_models/v1/text_generation/text_generation_service.proto"]
+    batch = tgs["proto"]["service"]["TextGenerationBatchService"]["method"]["Completion"]
+    assert batch["output_type"] == ".yandex.cloud.operation.Operation"
+    assert batch["options"]["[yandex.cloud.api.operation]"]["metadata"] == "BatchCompletionMetadata"
+    request = tgs["live"]["BatchCompletionRequest"]
+    assert {"model_uri", "completion_options", "source_dataset_id", "json_object", "json_schema"} <= set(
+        request["fields"]
+    )
+    assert set(tgs["live"]["BatchCompletionMetadata"]["fields"]) == {
+        "task_id",
+        "task_status",
+        "completed_batches",
+        "total_batches",
+    }

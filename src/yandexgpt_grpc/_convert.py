@@ -70,16 +70,17 @@ class GenerationOptions(TypedDict, total=False):
     """Sampling and output options shared by complete(), stream(), submit() and tokenize_messages().
 
     tools: FunctionTool objects, typed functions (schema from signature and docstring) or
-    dicts with name/description/parameters/strict. tool_choice: "none", "auto", "required"
-    or the name of one of the tools. response_format: "json" (any JSON object), a JSON-schema
-    dict, or a pydantic model class. reasoning_mode: "disabled" or "enabled_hidden".
+    dicts with name/description/parameters/strict. tool_choice: "none", "auto", "required",
+    the name of one of the tools or {"type": "function", "function": {"name": ...}}.
+    response_format: "json" (any JSON object), a JSON-schema dict, a pydantic model class, or
+    (with pydantic) any type its TypeAdapter describes. reasoning_mode: "disabled" or "enabled_hidden".
     """
 
     temperature: float | None
     max_tokens: int | None
     reasoning_mode: str | None
     tools: Sequence[ToolInput] | None
-    tool_choice: str | FunctionTool | None
+    tool_choice: str | FunctionTool | Mapping[str, Any] | None
     parallel_tool_calls: bool | None
     response_format: ResponseFormat | None
 
@@ -258,6 +259,13 @@ def _set_tool_choice(req: tg_pb2.CompletionRequest, choice: Any, names: Sequence
 
     if isinstance(choice, FunctionTool):
         choice = choice.name
+    elif isinstance(choice, Mapping):  # the REST API's {"type": "function", "function": {"name": ...}}
+        fn = choice.get("function") if choice.get("type") == "function" and len(choice) == 2 else None
+        choice = fn.get("name") if isinstance(fn, Mapping) and set(fn) == {"name"} else None
+        if not isinstance(choice, str) or choice not in names:
+            raise ValueError("tool_choice dict must be {'type': 'function', 'function': {'name': <a tool in tools=>}}")
+        req.tool_choice.function_name = choice
+        return
     elif callable(choice) and not isinstance(choice, str):
         choice = getattr(choice, "__name__", choice)
     if not isinstance(choice, str):

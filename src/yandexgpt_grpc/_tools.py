@@ -148,21 +148,42 @@ def as_tool(item: Any, where: str) -> FunctionTool:
 # -- JSON schema values ------------------------------------------------------------------------
 
 
+_SUPPORTED_SCHEMAS = (
+    "a JSON-schema dict, a pydantic model class, or any type pydantic's TypeAdapter describes "
+    "(a pydantic or standard dataclass, a TypedDict, list[int], ...)"
+)
+
+
 def schema_of(value: Any, where: str) -> dict[str, Any]:
-    """A JSON schema as a plain dict, from a dict or a pydantic model class; checked to be JSON."""
-    if isinstance(value, type):
+    """A JSON schema as a plain dict, from a dict or a type pydantic can describe; checked to be JSON."""
+    if isinstance(value, type) or typing.get_origin(value) is not None:  # a class, list[int], Literal[...]
         to_schema = getattr(value, "model_json_schema", None)
-        if not callable(to_schema):
-            raise TypeError(
-                f"{where}: class {value.__name__} is not a pydantic model; pass a JSON-schema dict "
-                "(pydantic is optional: install it to pass model classes)"
-            )
-        value = to_schema()
+        value = to_schema() if callable(to_schema) else _adapter_schema(value, where)
     if not isinstance(value, Mapping):
-        raise TypeError(f"{where}: a JSON schema must be a JSON object (a dict), got {type(value).__name__}")
+        raise TypeError(
+            f"{where}: a JSON schema must be a JSON object (a dict), got {type(value).__name__}; "
+            f"pass {_SUPPORTED_SCHEMAS}"
+        )
     checked = _json_value(value, where)
     assert isinstance(checked, dict)
     return checked
+
+
+def _adapter_schema(value: Any, where: str) -> Any:
+    """The JSON schema pydantic's TypeAdapter gives a type; pydantic stays an optional dependency."""
+    shown = _type_name(value)
+    try:
+        from pydantic import PydanticSchemaGenerationError, PydanticUserError, TypeAdapter
+    except ImportError:
+        raise TypeError(
+            f"{where}: {shown} is not a JSON-schema dict; install pydantic to pass {_SUPPORTED_SCHEMAS}"
+        ) from None
+    try:
+        return TypeAdapter(value).json_schema()
+    except (PydanticSchemaGenerationError, PydanticUserError, TypeError, ValueError) as exc:
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if lines else type(exc).__name__
+        raise TypeError(f"{where}: pydantic cannot describe {shown} ({reason}); pass {_SUPPORTED_SCHEMAS}") from None
 
 
 def _json_value(value: Any, where: str) -> Any:

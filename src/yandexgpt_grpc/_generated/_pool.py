@@ -12,12 +12,13 @@ from google.api import http_pb2 as _dep0
 from google.protobuf import descriptor_pb2 as _dep1
 from google.api import annotations_pb2 as _dep2
 from google.protobuf import any_pb2 as _dep3
-from google.protobuf import struct_pb2 as _dep4
-from google.protobuf import timestamp_pb2 as _dep5
-from google.protobuf import wrappers_pb2 as _dep6
-from google.rpc import status_pb2 as _dep7
+from google.protobuf import field_mask_pb2 as _dep4
+from google.protobuf import struct_pb2 as _dep5
+from google.protobuf import timestamp_pb2 as _dep6
+from google.protobuf import wrappers_pb2 as _dep7
+from google.rpc import status_pb2 as _dep8
 
 POOL = _descriptor_pool.DescriptorPool()
 
-for _mod in (_dep0, _dep1, _dep2, _dep3, _dep4, _dep5, _dep6, _dep7):
+for _mod in (_dep0, _dep1, _dep2, _dep3, _dep4, _dep5, _dep6, _dep7, _dep8):
     POOL.AddSerializedFile(_mod.DESCRIPTOR.serialized_pb)

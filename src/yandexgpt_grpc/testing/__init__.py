@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from ._capture import CapturedCall
 from ._iam import IamService, IssuedToken
-from ._model import sample_value, tokenize
+from ._model import DEFAULT_MODELS, MODEL_VERSIONS, sample_value, tokenize
 from ._script import Fault, OperationScript, Reply
 from ._server import METHODS, Emulator
 
 __all__ = [
+    "DEFAULT_MODELS",
     "METHODS",
+    "MODEL_VERSIONS",
     "CapturedCall",
     "Emulator",
     "Fault",

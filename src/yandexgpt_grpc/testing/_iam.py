@@ -103,7 +103,7 @@ class IamService:
     def __call__(self, server: grpc.aio.Server, emulator: Emulator) -> None:
         """The ``extra_services`` hook: serve IamTokenService next to the emulator's services."""
         self._emulators.append(emulator)
-        iam_token_service_pb2_grpc.add_IamTokenServiceServicer_to_server(_Servicer(self), server)
+        iam_token_service_pb2_grpc.add_IamTokenServiceServicer_to_server(_Servicer(self), server)  # type: ignore[abstract]
 
     def add_key(self, key_id: str, service_account_id: str, public_key_pem: bytes | str) -> None:
         """Trust ``public_key_pem`` for JWTs with this ``kid`` issued by ``service_account_id``."""
@@ -252,7 +252,7 @@ class IamService:
         return issued
 
 
-class _Servicer(iam_token_service_pb2_grpc.IamTokenServiceServicer):  # type: ignore[misc]
+class _Servicer(iam_token_service_pb2_grpc.IamTokenServiceServicer):
     def __init__(self, service: IamService) -> None:
         self._service = service
 

@@ -29,14 +29,37 @@ __all__ = [
     "validate_request",
 ]
 
+#: Text-generation model names of the public model list ("Common instance models") of Yandex
+#: Cloud AI Studio, https://yandex.cloud/en/docs/ai-studio/concepts/generation/models (source:
+#: yandex-cloud/docs, en/ai-studio/concepts/generation/models.md), as read on 2026-12-01.
+#: ``art://`` image models are not text-generation models and are left out.
+DEFAULT_MODELS: tuple[str, ...] = (
+    "yandexgpt-lite",
+    "yandexgpt",
+    "llama-lite",
+    "llama",
+    "qwen3-235b-a22b-fp8",
+    "gpt-oss-120b",
+    "gpt-oss-20b",
+    "gemma-3-27b-it",
+)
+#: Model branches of that page's "Model lifecycle"; the API uses ``latest`` when the URI has none.
+MODEL_VERSIONS: tuple[str, ...] = ("latest", "rc", "deprecated")
+#: The details the real API answers a model URI it does not know (or cannot parse) with.
+INVALID_MODEL_URI = "invalid model_uri"
+
+
 FINAL = 3
 TRUNCATED_FINAL = 2
 TOOL_CALLS = 5
+_TOOL_CHOICE_NONE = 1
 _TOOL_CHOICE_REQUIRED = 3
 _REASONING_ENABLED_HIDDEN = 2
 
 _TOKEN_RE = re.compile(r"\s*(?:\w+|[^\w\s])", re.UNICODE)
-_GPT_URI_RE = re.compile(r"^gpt://([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")
+# gpt://<folder>/<name>[/<version>[@<fine-tuning suffix>]]: the docs' form of base models, the short
+# form without a version (the docs: "/latest is used by default") and fine-tuned models.
+_GPT_URI_RE = re.compile(r"^gpt://([^/\s@]+)/([^/\s@]+)(?:/([^/\s@]+)(?:@([^/\s@]+))?)?$")
 _DS_URI_RE = re.compile(r"^ds://[^/\s]+(?:/[^\s]*)?$")
 _ROLES = ("system", "user", "assistant")
 
@@ -84,18 +107,26 @@ def input_texts(request: Any) -> list[str]:
     return [message_text(m) for m in request.messages]
 
 
-def validate_model_uri(uri: str, header_folder: str | None, folder_id: str | None) -> None:
-    """Check a model URI and its folder against the ``x-folder-id`` header and the emulator's."""
-    if not uri:
-        raise ValidationError("model_uri is required, e.g. gpt://<folder_id>/yandexgpt-lite/latest")
+def validate_model_uri(
+    uri: str,
+    header_folder: str | None,
+    folder_id: str | None,
+    models: frozenset[str] | None = None,
+) -> None:
+    """Check a model URI (its name against ``models``; ``None`` accepts any) and its folder.
+
+    An empty, malformed or unknown URI gets exactly the real API's details ``invalid model_uri``.
+    """
     if _DS_URI_RE.match(uri):
         return
     m = _GPT_URI_RE.match(uri)
     if m is None:
-        raise ValidationError(
-            f"invalid model_uri {uri!r}: expected gpt://<folder_id>/<model>[/<version>] or ds://<deployment>"
-        )
-    folder = m.group(1)
+        raise ValidationError(INVALID_MODEL_URI)
+    folder, name, version = m.group(1), m.group(2), m.group(3)
+    if version is not None and version not in MODEL_VERSIONS:
+        raise ValidationError(INVALID_MODEL_URI)
+    if models is not None and name not in models:
+        raise ValidationError(INVALID_MODEL_URI)
     if header_folder and header_folder != folder:
         raise ValidationError(f"folder of model_uri ({folder}) does not match the x-folder-id header ({header_folder})")
     if folder_id and folder_id != folder:
@@ -104,9 +135,19 @@ def validate_model_uri(uri: str, header_folder: str | None, folder_id: str | Non
         )
 
 
-def validate_request(request: Any, header_folder: str | None, folder_id: str | None) -> None:
-    """Reject what the real API rejects with INVALID_ARGUMENT, with a message saying why."""
-    validate_model_uri(request.model_uri, header_folder, folder_id)
+def validate_request(
+    request: Any,
+    header_folder: str | None,
+    folder_id: str | None,
+    models: frozenset[str] | None = None,
+) -> None:
+    """Reject what the real API rejects with INVALID_ARGUMENT, with a message saying why.
+
+    Only ``invalid model_uri`` is the real API's wording; the public API reference documents
+    neither the code nor the text of the other refusals (empty messages or text, roles, option
+    ranges), so they all use INVALID_ARGUMENT with a message of ours.
+    """
+    validate_model_uri(request.model_uri, header_folder, folder_id, models)
     if not request.messages:
         raise ValidationError("messages must not be empty: send at least one user message")
     for i, message in enumerate(request.messages):
@@ -114,6 +155,11 @@ def validate_request(request: Any, header_folder: str | None, folder_id: str | N
             raise ValidationError(
                 f"messages[{i}].role: unknown role {message.role!r}; expected one of {', '.join(_ROLES)}"
             )
+        # The real API refuses a message without text (an empty prompt) rather than answering it;
+        # whitespace only counts as empty. Tool calls/results carry no text and are not checked.
+        kind = message.WhichOneof("Content")
+        if kind is None or (kind == "text" and not message.text.strip()):
+            raise ValidationError(f"messages[{i}].text is empty: every message needs text (or tool calls/results)")
     options = request.completion_options
     if options.HasField("temperature"):
         t = options.temperature.value
@@ -203,25 +249,83 @@ def struct_to_dict(struct: Any) -> dict[str, Any]:
     return {key: _value_to_py(v) for key, v in struct.fields.items()}
 
 
+def _last_user_text(request: Any) -> str:
+    last = request.messages[-1] if request.messages else None
+    if last is None or last.role != "user" or last.WhichOneof("Content") != "text":
+        return ""
+    return str(last.text)
+
+
+_NAME_WORD_RE = re.compile(r"[A-Za-z0-9]{4,}")
+_QUOTED_RE = re.compile(r"(?<!\w)'([^']+)'(?!\w)|\"([^\"]+)\"")
+
+
+def _names_tool(text: str, name: str) -> bool:
+    """Whether ``text`` names the tool: ``name(``, or every word of its name of 4+ letters."""
+    if f"{name}(" in text:
+        return True
+    words = _NAME_WORD_RE.findall(name)
+    return bool(words) and all(re.search(rf"\b{re.escape(w)}\b", text, re.IGNORECASE) for w in words)
+
+
 def _chosen_tool(request: Any) -> Any | None:
-    if not request.tools or not request.HasField("tool_choice"):
+    if not request.tools:
         return None
-    which = request.tool_choice.WhichOneof("ToolChoice")
+    which = request.tool_choice.WhichOneof("ToolChoice") if request.HasField("tool_choice") else None
     if which == "function_name":
         for tool in request.tools:
             if tool.function.name == request.tool_choice.function_name:
                 return tool
         return None
-    if which == "mode" and request.tool_choice.mode == _TOOL_CHOICE_REQUIRED:
-        return request.tools[0]
-    return None
+    mode = request.tool_choice.mode if which == "mode" else None
+    if mode == _TOOL_CHOICE_NONE:
+        return None
+    text = _last_user_text(request)
+    named = next((t for t in request.tools if text and _names_tool(text, t.function.name)), None)
+    if mode == _TOOL_CHOICE_REQUIRED:
+        return named or request.tools[0]
+    return named
 
 
-def tool_call_for(tool: Any) -> dict[str, Any]:
-    """A call to ``tool`` with arguments sampled from its parameters schema."""
+def _literal(text: str) -> Any:
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text.strip("'\"")
+
+
+def tool_call_for(tool: Any, text: str = "") -> dict[str, Any]:
+    """A call to ``tool``: arguments written as ``name(a, b)`` in ``text`` fill its parameters in
+    order, quoted phrases in ``text`` fill its other string parameters, and the rest are sampled
+    from its parameters schema."""
     schema = struct_to_dict(tool.function.parameters)
     args = sample_value(schema) if schema else {}
-    return {"name": tool.function.name, "arguments": args if isinstance(args, dict) else {}}
+    if not isinstance(args, dict):
+        return {"name": tool.function.name, "arguments": {}}
+    props: Mapping[str, Any] = schema.get("properties") or {}
+    # A Struct keeps no key order: parameters go in `required` order, then the others by name.
+    required = [k for k in schema.get("required") or () if k in props]
+    order = required + sorted(k for k in props if k not in required)
+    filled: set[str] = set()
+    call = re.search(rf"{re.escape(tool.function.name)}\(([^()]*)\)", text)
+    if call and call.group(1).strip():
+        for key, value in zip(order, call.group(1).split(","), strict=False):
+            args[key] = _literal(value)
+            filled.add(key)
+    quoted = [a or b for a, b in _QUOTED_RE.findall(text)]
+    for key in order:
+        prop = props[key]
+        if quoted and key not in filled and isinstance(prop, Mapping) and prop.get("type") == "string":
+            args[key] = quoted.pop(0)
+    return {"name": tool.function.name, "arguments": args}
+
+
+def _asked_keys(text: str) -> list[str]:
+    """Quoted names in a prompt that asks for JSON ``keys`` (e.g. ``with 'setup' and 'punchline' keys``)."""
+    if not re.search(r"\bkeys\b", text, re.IGNORECASE):
+        return []
+    return [a or b for a, b in _QUOTED_RE.findall(text) if re.fullmatch(r"\w+", a or b)]
 
 
 def _plain_text(request: Any) -> str:
@@ -246,12 +350,14 @@ def default_answer(request: Any) -> Answer:
         parts = [f"{r.function_result.name}: {r.function_result.content}" for r in last.tool_result_list.tool_results]
         text = "Tool results: " + "; ".join(parts) + "."
     elif tool is not None:
-        return Answer("", TOOL_CALLS, [tool_call_for(tool)], n_input, n_reasoning)
+        return Answer("", TOOL_CALLS, [tool_call_for(tool, _last_user_text(request))], n_input, n_reasoning)
     else:
         text = _plain_text(request)
     which = request.WhichOneof("ResponseFormat")
     if which == "json_object" and request.json_object:
-        text = json.dumps({"answer": text}, ensure_ascii=False)
+        keys = _asked_keys(_last_user_text(request))
+        value = {key: f"sample {key}" for key in keys} if keys else {"answer": text}
+        text = json.dumps(value, ensure_ascii=False)
     elif which == "json_schema":
         schema = struct_to_dict(request.json_schema.schema)
         value = sample_value(schema)

@@ -6,13 +6,25 @@ interprets them (see ``_server.py``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import grpc
 
-__all__ = ["STATUS_NAMES", "Fault", "MetadataPairs", "OperationScript", "Reply", "ScriptEntry"]
+__all__ = [
+    "STATUS_NAMES",
+    "Fault",
+    "MetadataPairs",
+    "OperationScript",
+    "Reply",
+    "ScriptEntry",
+    "ScriptError",
+    "load_script",
+    "parse_script",
+    "status_code",
+]
 
 #: Short alternative status names accepted by :class:`Reply` -> the proto enum value.
 STATUS_NAMES: Mapping[str, int] = {
@@ -119,3 +131,100 @@ class OperationScript:
 
 
 ScriptEntry = Reply | Fault | OperationScript
+
+
+# -- scripts from JSON (``python -m yandexgpt_grpc.testing --script FILE``) --------------------------
+
+
+class ScriptError(ValueError):
+    """A JSON script that cannot be replayed; the message names the item and the field."""
+
+
+def status_code(value: object) -> grpc.StatusCode:
+    """A ``grpc.StatusCode`` from its name (``"unavailable"``, ``"UNAVAILABLE"``) or number (14)."""
+    if isinstance(value, grpc.StatusCode):
+        return value
+    for code in grpc.StatusCode:
+        if (isinstance(value, int) and not isinstance(value, bool) and code.value[0] == value) or (
+            isinstance(value, str) and code.name == value.strip().upper()
+        ):
+            return code
+    raise ValueError(f"unknown status code {value!r}: use a name such as UNAVAILABLE or a number such as 14")
+
+
+_JSON_FIELDS: dict[type, frozenset[str]] = {
+    Reply: frozenset(f.name for f in fields(Reply)),
+    Fault: frozenset(f.name for f in fields(Fault)) - {"status_details"},
+}
+
+
+def _pairs(value: Any, where: str) -> tuple[tuple[str, str], ...]:
+    items = value.items() if isinstance(value, Mapping) else value
+    try:
+        pairs = tuple((str(k), str(v)) for k, v in items)
+    except (TypeError, ValueError):
+        raise ScriptError(f"{where}: expected an object or a list of [key, value] pairs") from None
+    return pairs
+
+
+def _entry(kind: type, spec: Any, where: str) -> Reply | Fault:
+    if not isinstance(spec, Mapping):
+        raise ScriptError(f"{where}: expected an object of {kind.__name__} fields")
+    unknown = sorted(set(spec) - _JSON_FIELDS[kind])
+    if unknown:
+        known = ", ".join(sorted(_JSON_FIELDS[kind]))
+        raise ScriptError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {known}")
+    if isinstance(spec.get("chunks"), str):
+        raise ScriptError(f"{where}.chunks: expected a list of strings, got a string")
+    kwargs = dict(spec)
+    try:
+        for key in ("initial_metadata", "trailing_metadata"):
+            if key in kwargs:
+                kwargs[key] = _pairs(kwargs[key], f"{where}.{key}")
+        if "usage" in kwargs and kwargs["usage"] is not None:
+            kwargs["usage"] = tuple(kwargs["usage"])
+        if "code" in kwargs:
+            kwargs["code"] = status_code(kwargs["code"])
+        return kind(**kwargs)  # type: ignore[no-any-return]
+    except ScriptError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ScriptError(f"{where}: {exc}") from None
+
+
+def parse_script(items: Any, methods: Sequence[str]) -> list[tuple[str, Reply | Fault]]:
+    """``(method, entry)`` pairs from a decoded JSON script, validated up front.
+
+    The script is a list; each item is ``{"reply": {...}}`` or ``{"fault": {...}}`` (the fields of
+    :class:`Reply` / :class:`Fault`; a fault's ``code`` is a name or number), with an optional
+    ``"method"`` (default ``"Completion"``).
+    """
+    if not isinstance(items, list):
+        raise ScriptError('the script must be a JSON list of {"reply": {...}} / {"fault": {...}} items')
+    out: list[tuple[str, Reply | Fault]] = []
+    for i, item in enumerate(items):
+        where = f"item {i}"
+        if not isinstance(item, Mapping):
+            raise ScriptError(f'{where}: expected an object such as {{"reply": {{"chunks": ["Hi"]}}}}')
+        extra = sorted(set(item) - {"reply", "fault", "method"})
+        kinds = [k for k in ("reply", "fault") if k in item]
+        if extra or len(kinds) != 1:
+            raise ScriptError(f"{where}: needs exactly one of 'reply' or 'fault' (and optionally 'method')")
+        method = item.get("method", "Completion")
+        if method not in methods:
+            raise ScriptError(f"{where}: unknown method {method!r}; expected one of {', '.join(methods)}")
+        kind = Reply if kinds[0] == "reply" else Fault
+        out.append((str(method), _entry(kind, item[kinds[0]], f"{where}.{kinds[0]}")))
+    return out
+
+
+def load_script(path: str, methods: Sequence[str]) -> list[tuple[str, Reply | Fault]]:
+    """:func:`parse_script` of a JSON file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise ScriptError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ScriptError(f"{path} is not valid JSON: {exc}") from None
+    return parse_script(data, methods)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import threading
 import time
 import uuid
@@ -109,10 +110,14 @@ class Emulator:
     Default model. Its answer, from the request's messages (streamed in up to 4 chunks):
 
     * last message is a ``tool_result_list`` -> ``Tool results: <name>: <content>; ...``
-    * tools declared and ``tool_choice`` is ``REQUIRED`` (the first tool) or names a function (that
-      one) -> status ``TOOL_CALLS`` with one call whose arguments are filled from the tool's
-      ``parameters`` JSON schema (see :func:`yandexgpt_grpc.testing.sample_value`)
-    * ``json_object`` -> ``{"answer": "<text>"}``; ``json_schema`` -> a JSON object with the schema's
+    * tools declared and ``tool_choice`` names a function (that one), is ``REQUIRED`` (the tool the
+      last user message names, else the first) or is unset/``AUTO`` and the last user message names
+      a tool (``name(`` or every 4+ letter word of its name, e.g. "weather" for ``get_weather``)
+      -> status ``TOOL_CALLS`` with one call: arguments written ``name(3, "x")`` in the message fill
+      its parameters in order, quoted phrases fill its other string parameters, and the rest come
+      from the ``parameters`` JSON schema (see :func:`yandexgpt_grpc.testing.sample_value`)
+    * ``json_object`` -> ``{"answer": "<text>"}``, or ``{"<key>": "sample <key>", ...}`` when the last
+      user message asks for quoted ``'<key>'`` names as JSON "keys"; ``json_schema`` -> a JSON object with the schema's
       required properties (all when none are required) filled with sample values by type
     * otherwise the text ``You said: "<last user text>".`` prefixed with ``[<system prompt>] `` when
       there are system messages, followed by `` This is the emulator answering.``
@@ -128,6 +133,17 @@ class Emulator:
     given; then only the listed keys/tokens are (a list left as ``None`` then accepts nothing).
     :meth:`add_iam_token` / :meth:`remove_iam_token` (and the API-key twins) adjust this at run
     time, e.g. for an IAM service passed in ``extra_services``.
+
+    Models: a model URI must be ``gpt://<folder>/<name>[/latest|/rc|/deprecated]`` (a fine-tuned
+    ``.../<version>@<suffix>`` too) or ``ds://...``, and ``<name>`` one of ``models`` (default: the
+    public model list, :data:`DEFAULT_MODELS`); anything else is answered ``INVALID_ARGUMENT``
+    ``invalid model_uri`` like the real API does. ``models=None`` accepts any name. A message with
+    empty text is refused too (``INVALID_ARGUMENT``).
+
+    Unscripted calls (nothing queued for the method) can be slowed and made flaky for every call:
+    ``latency`` seconds before the first response, ``chunk_delay`` between streamed responses, and
+    ``fail_rate`` (a probability) of failing with ``fail_code``; ``seed`` makes the failures
+    repeatable (the same calls in the same order fail).
 
     ``tls`` is ``(cert_chain_pem, private_key_pem)`` or ``(cert_chain_pem, private_key_pem,
     root_ca_pem)``; the optional third item only feeds :attr:`root_certificates`.
@@ -145,9 +161,30 @@ class Emulator:
         unix_socket: str | None = None,
         model_version: str = "emulator-1.0",
         extra_services: Iterable[ExtraService] = (),
+        models: Iterable[str] | None = _model.DEFAULT_MODELS,
+        latency: float = 0.0,
+        chunk_delay: float = 0.0,
+        fail_rate: float = 0.0,
+        fail_code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
+        seed: int | None = None,
     ) -> None:
         if tls is not None and len(tls) not in (2, 3):
             raise ValueError("tls must be (cert_chain_pem, private_key_pem[, root_ca_pem])")
+        if isinstance(models, str):
+            raise TypeError("models must be a list of model names (or None for any), not a str")
+        self.models: frozenset[str] | None = None if models is None else frozenset(models)
+        for name, value in (("latency", latency), ("chunk_delay", chunk_delay)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
+                raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        if not isinstance(fail_rate, (int, float)) or isinstance(fail_rate, bool) or not 0 <= fail_rate <= 1:
+            raise ValueError(f"fail_rate must be a probability within [0, 1], got {fail_rate!r}")
+        if not isinstance(fail_code, grpc.StatusCode) or fail_code is grpc.StatusCode.OK:
+            raise ValueError(f"fail_code must be a non-OK grpc.StatusCode, got {fail_code!r}")
+        self.latency = float(latency)
+        self.chunk_delay = float(chunk_delay)
+        self.fail_rate = float(fail_rate)
+        self.fail_code = fail_code
+        self._rng = random.Random(seed)
         self.host = host
         self.folder_id = folder_id
         self.model_version = model_version
@@ -245,10 +282,10 @@ class Emulator:
             self._loop = asyncio.get_running_loop()
             self._stop_event = asyncio.Event()
             server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-            tg_grpc.add_TextGenerationServiceServicer_to_server(_TextGeneration(self), server)
-            tg_grpc.add_TextGenerationAsyncServiceServicer_to_server(_AsyncTextGeneration(self), server)
-            tg_grpc.add_TokenizerServiceServicer_to_server(_Tokenizer(self), server)
-            operation_service_pb2_grpc.add_OperationServiceServicer_to_server(_Operations(self), server)
+            tg_grpc.add_TextGenerationServiceServicer_to_server(_TextGeneration(self), server)  # type: ignore[arg-type]
+            tg_grpc.add_TextGenerationAsyncServiceServicer_to_server(_AsyncTextGeneration(self), server)  # type: ignore[arg-type]
+            tg_grpc.add_TokenizerServiceServicer_to_server(_Tokenizer(self), server)  # type: ignore[arg-type]
+            operation_service_pb2_grpc.add_OperationServiceServicer_to_server(_Operations(self), server)  # type: ignore[arg-type]
             for add in self._extra_services:
                 add(server, self)
             target = (
@@ -407,9 +444,14 @@ class Emulator:
             raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
 
     def _pop(self, method: str) -> ScriptEntry | None:
+        """The next scripted entry, else (with ``fail_rate``) maybe a random fault, else None."""
         with self._lock:
             queue = self._queues[method]
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+            if self.fail_rate and self._rng.random() < self.fail_rate:
+                return Fault(code=self.fail_code, details="emulator: random failure (fail_rate)", delay=self.latency)
+            return None
 
     async def handle(
         self,
@@ -503,7 +545,7 @@ class Emulator:
     def _validate_completion(self, call: CapturedCall) -> None:
         self._validate(
             call,
-            lambda: _model.validate_request(call.request, call.header("x-folder-id"), self.folder_id),
+            lambda: _model.validate_request(call.request, call.header("x-folder-id"), self.folder_id, self.models),
         )
 
     # -- responses ----------------------------------------------------------------------------
@@ -598,7 +640,9 @@ class Emulator:
 
     async def _apply_reply_envelope(self, rpc: _Rpc, entry: ScriptEntry | None) -> None:
         """For unary methods: honour a Reply's delay and metadata, or run a Fault."""
-        if isinstance(entry, Fault):
+        if entry is None:
+            await self._sleep(self.latency)
+        elif isinstance(entry, Fault):
             await self._run_fault(rpc, entry, streaming=False)
         elif isinstance(entry, Reply):
             await self._sleep(entry.delay)
@@ -617,14 +661,18 @@ class Emulator:
         reply = entry if isinstance(entry, Reply) else None
         partials, terminal = self._plan(rpc.call.request, reply)
         responses = partials + ([terminal] if reply is None or reply.terminal else [])
+        between = self.chunk_delay
         if reply is not None:
+            between = reply.between
             await self._sleep(reply.delay)
             await rpc.send_initial(reply.initial_metadata)
             if reply.trailing_metadata:
                 rpc.context.set_trailing_metadata(tuple(reply.trailing_metadata))
+        else:
+            await self._sleep(self.latency)
         for i, response in enumerate(responses):
-            if i and reply is not None:
-                await self._sleep(reply.between)
+            if i:
+                await self._sleep(between)
             await rpc.write(response)
         await rpc.send_initial()
 
@@ -713,7 +761,9 @@ class Emulator:
         request = rpc.call.request
         self._validate(
             rpc.call,
-            lambda: _model.validate_model_uri(request.model_uri, rpc.call.header("x-folder-id"), self.folder_id),
+            lambda: _model.validate_model_uri(
+                request.model_uri, rpc.call.header("x-folder-id"), self.folder_id, self.models
+            ),
         )
         await self._apply_reply_envelope(rpc, self._pop("Tokenize"))
         await rpc.send_initial()
