@@ -602,7 +602,7 @@ async def arun_batch(
 
         while True:
             try:
-                request = cfg.prepare(item.model or model or "", item.messages, item.options, stream=False)
+                request = cfg.prepare(item.model or model or "", item.messages, item.options, False)
                 tries = cfg.attempts("Completion", timeout, policy)
                 result = await client._completion_call(request, tries, before, on_error)
             except BatchOutageError:
