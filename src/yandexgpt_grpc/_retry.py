@@ -252,7 +252,8 @@ class CallRetry:
             self.failed(exc)
         delay = self.delay(exc, rejected, responded, timed_out)
         if delay is None:
-            raise self.failure(exc, timed_out=timed_out) from exc
+            err = self.failure(exc, timed_out=timed_out)
+            raise err from err.__cause__  # grpc's error, or its redacted stand-in
         return delay
 
     def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
@@ -289,14 +290,22 @@ class CallRetry:
         return delay
 
     def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
-        """The error to raise (`from exc`) for an attempt the call will not retry."""
+        """The error to raise (`from` its `__cause__`) for an attempt the call will not retry."""
         if timed_out:
-            return DeadlineExceededError(
+            err: APIError = DeadlineExceededError(
                 f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
                 attempts=self.attempt,
                 operation_id=self.operation_id,
             )
-        return from_rpc_error(exc, partial=partial, attempts=self.attempt, operation_id=self.operation_id)
+            err.__cause__ = exc
+            return err
+        return from_rpc_error(
+            exc,
+            partial=partial,
+            attempts=self.attempt,
+            operation_id=self.operation_id,
+            secrets=self.creds.sent_secrets(),
+        )
 
     def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
