@@ -23,6 +23,7 @@ from ._errors import (
     InternalServerError,
     InvalidArgumentError,
     MessageTooLargeError,
+    MetadataTooLargeError,
     NotFoundError,
     OperationNotDoneError,
     OperationTimeoutError,
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
         default_credentials,
         resolve_credentials,
     )
-    from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
+    from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
     from ._cloud_batch import CloudBatchError, CloudBatchSummary
     from ._cloud_http import ObjectStorageError
@@ -85,6 +86,8 @@ _LAZY = {
     "ServiceAccountKey": "_auth",
     "default_credentials": "_auth",
     "resolve_credentials": "_auth",
+    "BatchDiskFullError": "_batch",
+    "BatchOutageError": "_batch",
     "BatchProblem": "_batch",
     "BatchSummary": "_batch",
     "arun_batch": "_batch",
@@ -121,8 +124,10 @@ __all__ = [
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchDiskFullError",
     "BatchJob",
     "BatchJobs",
+    "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
     "CancelledError",
@@ -149,6 +154,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "MetadataService",
+    "MetadataTooLargeError",
     "NotFoundError",
     "ObjectStorageError",
     "Operation",
