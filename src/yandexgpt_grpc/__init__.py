@@ -60,7 +60,16 @@ if TYPE_CHECKING:
         default_credentials,
         resolve_credentials,
     )
-    from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
+    from ._batch import (
+        BatchAborted,
+        BatchDiskFullError,
+        BatchLockedError,
+        BatchOutageError,
+        BatchProblem,
+        BatchSummary,
+        arun_batch,
+        run_batch,
+    )
     from ._client import Client
     from ._operations import AsyncOperation, Operation
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
@@ -78,7 +87,9 @@ _LAZY = {
     "ServiceAccountKey": "_auth",
     "default_credentials": "_auth",
     "resolve_credentials": "_auth",
+    "BatchAborted": "_batch",
     "BatchDiskFullError": "_batch",
+    "BatchLockedError": "_batch",
     "BatchOutageError": "_batch",
     "BatchProblem": "_batch",
     "BatchSummary": "_batch",
@@ -106,7 +117,9 @@ __all__ = [
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchAborted",
     "BatchDiskFullError",
+    "BatchLockedError",
     "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
