@@ -3,7 +3,9 @@ success, an unknown status number, a unary complete() that waits for a status th
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -11,7 +13,9 @@ import pytest
 
 from yandexgpt_grpc import (
     AlternativeStatus,
+    APIError,
     AsyncClient,
+    Client,
     IncompleteStreamError,
     StreamInterruptedError,
     UnavailableError,
@@ -22,7 +26,7 @@ from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generat
 )
 from yandexgpt_grpc.testing import Emulator, Reply
 
-from ._faultnet import RawH2Server, Step, headers, message, trailers
+from ._faultnet import RawH2Server, Step, goaway, headers, hold, message, trailers
 from .conftest import API_KEY, FOLDER, Harness
 
 MODEL = "yandexgpt-lite"
@@ -149,3 +153,40 @@ async def test_a_lost_status_after_final_text_exposes_the_result(
     else:
         assert err.final is None  # the text may be cut short: no result to offer
     assert stream.final is None  # the stream itself did not end
+
+
+# --- item 4: AsyncClient.complete() reads the answer as the stream it is, like Client.complete() -------
+
+ODD_ANSWERS = {
+    "two messages": [headers(), message(answer("a", 3)), message(answer("ab", 3)), trailers(0)],
+    "abort after a message": [headers(), message(answer("a", 3)), trailers(13, "boom")],
+    "GOAWAY after a message": [headers(), message(answer("a", 3)), goaway(0), Step("close")],
+    "no status": [headers(), message(answer("a", 3)), hold()],
+}
+
+
+async def _outcome(h: Harness) -> tuple[str, float]:
+    started = time.monotonic()
+    try:
+        result = await h.complete(MODEL, "hi", timeout=2.0, retry=None)
+        what = f"ok {result.text!r}"
+    except APIError as exc:
+        what = f"{type(exc).__name__} {exc.code.name}"
+    return what, time.monotonic() - started
+
+
+@pytest.mark.parametrize("case", list(ODD_ANSWERS))
+async def test_async_complete_behaves_like_the_blocking_client(raw: Callable[[Sequence[Step]], str], case: str) -> None:
+    address = raw(ODD_ANSWERS[case])
+    sync = Harness("sync", Client(address, insecure=True, api_key=API_KEY, folder_id=FOLDER))
+    aio = Harness("async", AsyncClient(address, insecure=True, api_key=API_KEY, folder_id=FOLDER))
+    try:
+        (blocking, b_time), (asyncio_, a_time) = await asyncio.gather(_outcome(sync), _outcome(aio))
+    finally:
+        await sync.close()
+        await aio.close()
+    assert asyncio_ == blocking
+    if case != "no status":  # the one case where both must wait for the deadline
+        assert a_time < 1.0 and b_time < 1.0
+    else:
+        assert blocking == "DeadlineExceededError DEADLINE_EXCEEDED"

@@ -90,3 +90,40 @@ async def test_ctrl_c_in_a_stream_cancels_the_rpc_even_with_the_traceback_kept(
     finally:
         proc.kill()
         proc.communicate()  # also closes the pipes
+
+
+# --- item 10: fork() (what the README says about it) ------------------------------------------------
+
+FORK_CHILD = r"""
+import os, sys
+from yandexgpt_grpc import Client, YandexGPTError
+
+kw = dict(insecure=True, api_key="k", folder_id="f")
+client = Client(sys.argv[1], **kw)
+client.complete("yandexgpt-lite", "before the fork")
+pid = os.fork()
+if pid == 0:
+    try:
+        client.complete("yandexgpt-lite", "inherited", timeout=5, retry=None)
+        print("inherited: worked", flush=True)
+    except YandexGPTError as exc:
+        print("inherited: failed", type(exc).__name__, flush=True)
+    fresh = Client(sys.argv[1], **kw)
+    print("fresh:", fresh.complete("yandexgpt-lite", "made in the child", timeout=5).status, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent:", client.complete("yandexgpt-lite", "after the fork", timeout=5).status, flush=True)
+"""
+
+
+def test_fork_a_client_made_in_the_child_works_and_the_parent_keeps_its_own(emu: Emulator) -> None:
+    """What the README promises; the inherited client's outcome depends on grpc's fork handling
+    (an UNAVAILABLE error, or a call over the parent's own socket when grpc skips its fork
+    handlers): only that it neither hangs nor crashes is checked."""
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_CHILD, emu.address], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("inherited: "), proc.stdout
+    assert lines[1:] == ["fresh: FINAL", "parent: FINAL"]

@@ -1,17 +1,16 @@
-"""Channels and the transport's call shapes: options, TLS, and Completion called as a unary RPC."""
+"""Channels: options (the dead-connection defaults among them), TLS, and the errors grpc.aio leaves to us."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
+from ._checks import check_metadata_pairs
 from ._constants import MAX_MESSAGE_BYTES, USER_AGENT
-from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-    text_generation_service_pb2 as tg_pb2,
-)
+from ._errors import CHANNEL_CLOSED
 
 if TYPE_CHECKING:
     from ._base import ClientConfig
@@ -57,26 +56,13 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
         # Reads stream messages on the caller's thread: no hop through grpc's
         # polling thread per message (about a quarter less CPU per message).
         opts[_SINGLE_THREADED_UNARY_STREAM] = 1
-    for key, value in user or ():
+    for key, value in check_metadata_pairs("channel_options", user) if user is not None else ():
         opts[key] = value
     return list(opts.items())
 
 
-_COMPLETION_PATH = "/yandex.cloud.ai.foundation_models.v1.TextGenerationService/Completion"
 # What grpc's blocking API says when it fails a call over a response it cannot parse.
 UNPARSABLE_DETAILS = "Exception deserializing response!"
-UNPARSABLE: Any = object()
-
-
-def _parse_completion(data: bytes) -> Any:
-    """CompletionResponse.FromString, but a response that does not parse comes back as UNPARSABLE.
-
-    grpc.aio hands over None both for that and for an answer without a message; this tells them apart.
-    """
-    try:
-        return tg_pb2.CompletionResponse.FromString(data)
-    except DecodeError:
-        return UNPARSABLE
 
 
 def unparsable_error(initial: Any) -> grpc.aio.AioRpcError:
@@ -84,18 +70,22 @@ def unparsable_error(initial: Any) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, initial, grpc.aio.Metadata(), UNPARSABLE_DETAILS)
 
 
-def completion_once(channel: Any) -> Any:
-    """Completion called as a unary RPC: one request, one response, one await.
+def closed_error() -> grpc.aio.AioRpcError:
+    """The CANCELLED failure the blocking API raises in calls its channel's close() cut short.
 
-    The method is server-streaming, but with `stream=false` the server sends exactly one
-    response, and the wire cannot tell the two apart. A unary call skips the streaming
-    reader's per-message bookkeeping (about 5 % of an asyncio call on loopback).
+    grpc.aio raises asyncio.CancelledError in them instead, which makes the task look cancelled.
     """
-    return channel.unary_unary(
-        _COMPLETION_PATH,
-        request_serializer=tg_pb2.CompletionRequest.SerializeToString,
-        response_deserializer=_parse_completion,
-    )
+    return grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), CHANNEL_CLOSED)
+
+
+def task_cancelled() -> bool:
+    """Whether the current task has been asked to cancel (not just handed a CancelledError by grpc).
+
+    Python 3.10 cannot tell; there a closed client is taken as the reason.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
 
 def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> Any:

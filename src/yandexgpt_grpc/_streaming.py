@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from . import _retry
-from ._channel import unparsable_error
+from ._channel import closed_error, task_cancelled, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
-from ._errors import IncompleteStreamError, StreamInterruptedError, find_header, from_rpc_error
+from ._errors import IncompleteStreamError, StreamConsumedError, StreamInterruptedError, find_header, from_rpc_error
 from ._public import public
 from ._retry import AttemptFailed
 from ._types import STATUSES, Alternative, CompletionResult, Usage
@@ -126,6 +126,30 @@ class _StreamState:
     def _headers(self, md: Any) -> None:
         self._initial = md
 
+    def _reread_error(self) -> StreamConsumedError | None:
+        """Why a new loop over this stream would yield nothing (None: it would not).
+
+        A second loop after a `break` continues; one after the end would silently see nothing.
+        """
+        if self._pending:
+            return None
+        if self._ended:
+            return StreamConsumedError(
+                "this stream was already read to its end, and a stream is read once: "
+                "stream.final (or get_final()) holds the result; call stream() again for a new answer"
+            )
+        if self._closed:
+            return StreamConsumedError(
+                "this stream was closed before it ended, so there is nothing more to read: "
+                "call stream() again for a new answer"
+            )
+        if self._done:
+            return StreamConsumedError(
+                "this stream failed (the error was raised when it happened) and cannot be read again: "
+                "call stream() again for a new answer"
+            )
+        return None
+
     def _interrupted(self, exc: Any) -> Exception:
         """The error for a failure after the first response: never retried, it keeps the partial."""
         self._done = True
@@ -191,7 +215,7 @@ class _StreamState:
         """get_final()'s answer once the stream was read to its end."""
         final = self.final
         if final is None:
-            raise RuntimeError("the stream was closed before it ended")
+            raise StreamConsumedError("the stream was closed before it ended")
         return final
 
     @property
@@ -262,6 +286,10 @@ class CompletionStream(_StreamState):
         self._request = request
 
     def __iter__(self) -> CompletionStream:
+        if self._done or self._closed:
+            error = self._reread_error()
+            if error is not None:
+                raise error
         return self
 
     def __next__(self) -> Alternative:
@@ -347,9 +375,10 @@ class CompletionStream(_StreamState):
         self.close()
 
     def get_final(self) -> CompletionResult:
-        """Read the rest of the stream and return the result."""
-        for _ in self:
-            pass
+        """Read the rest of the stream and return the result (again, when it was read already)."""
+        if not self._ended:
+            for _ in self:
+                pass
         return self._final_result()
 
     @property
@@ -366,19 +395,30 @@ class AsyncCompletionStream(_StreamState):
     Cancelling the task that iterates it cancels the RPC too.
     """
 
-    __slots__ = ("_opened", "_request", "_start")
+    __slots__ = ("_client_closed", "_opened", "_request", "_start")
 
-    def __init__(self, start: StartCall, request: Any, retry: CallRetry) -> None:
+    def __init__(
+        self, start: StartCall, request: Any, retry: CallRetry, client_closed: Callable[[], bool] = lambda: False
+    ) -> None:
         super().__init__(retry)
         self._start = start
         self._request = request
         self._opened = False  # the current attempt has produced its first response
+        self._client_closed = client_closed  # AsyncClient.close() ends calls with CancelledError
+
+    def _closed_by_client(self) -> bool:
+        """grpc.aio handed us CancelledError because the client's channel closed, not a task cancel."""
+        return self._client_closed() and not task_cancelled()
 
     def __aiter__(self) -> AsyncIterator[Alternative]:
         # An async generator rather than `async def __anext__`: the hot loop below resumes one
         # frame per message instead of creating a coroutine per message. Each call starts a
         # fresh generator over the same state, so iterating again after a `break` continues
         # where it stopped, and the generator (not the stream) is what refers back: no cycle.
+        if self._done or self._closed:
+            error = self._reread_error()
+            if error is not None:
+                raise error
         return self._iterate()
 
     async def __anext__(self) -> Alternative:
@@ -438,6 +478,9 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 return
+            if self._closed_by_client():  # the blocking client's error, with the partial
+                err = self._interrupted(closed_error())
+                raise err from None
             self._cancel()
             raise
         except GeneratorExit:  # the caller left the loop: the stream stays open for another one
@@ -495,6 +538,10 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 raise _Closed from None
+            if self._closed_by_client():  # the blocking client's error (nothing to retry on)
+                self._done = True
+                err = from_rpc_error(closed_error(), attempts=tries.attempt)
+                raise err from None
             self._cancel()
             raise
         except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
@@ -518,8 +565,10 @@ class AsyncCompletionStream(_StreamState):
         self.close()
 
     async def get_final(self) -> CompletionResult:
-        async for _ in self:
-            pass
+        """Read the rest of the stream and return the result (again, when it was read already)."""
+        if not self._ended:
+            async for _ in self:
+                pass
         return self._final_result()
 
     @property
