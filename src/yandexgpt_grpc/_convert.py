@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import grpc
-from google.protobuf import json_format
 
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._errors import ConfigurationError, IncompleteStreamError, YandexGPTError, error_class, find_header
@@ -350,10 +349,17 @@ def usage_of(pb: common_pb2.ContentUsage) -> Usage:
 
 def tool_calls_of(msg: common_pb2.Message) -> tuple[ToolCall, ...]:
     return tuple(
-        ToolCall(tc.function_call.name, _whole_numbers(json_format.MessageToDict(tc.function_call.arguments)))
+        ToolCall(tc.function_call.name, _whole_numbers(_struct_to_dict(tc.function_call.arguments)))
         for tc in msg.tool_call_list.tool_calls
         if tc.HasField("function_call")
     )
+
+
+def _struct_to_dict(pb: Any) -> Any:
+    # json_format (and the text_format it pulls in) loads only when a tool call arrives.
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(pb)
 
 
 def _whole_numbers(value: Any) -> Any:
