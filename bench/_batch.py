@@ -82,6 +82,7 @@ def one_run(address: str, lines: int, rps: float, concurrency: int, workdir: Pat
         "wall_s": wall,
         "throughput": answered / elapsed,
         "peak_rss_mib": usage.ru_maxrss / 1024,  # KiB on Linux
+        "cpu_s": usage.ru_utime + usage.ru_stime,  # the runner's own CPU: what a loaded machine takes from it
     }
 
 
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {big['lines']} lines at --rps {res['rps']:g} --concurrency {res['concurrency']}: "
         f"{big['throughput']:.1f} req/s = {100 * res['share_of_rate']:.1f} % of the rate (target >= "
         f"{100 * TARGET:.0f} %); peak RSS {big['peak_rss_mib']:.1f} MiB vs {small['peak_rss_mib']:.1f} MiB "
-        f"for {small['lines']} lines ({res['rss_extra_mib']:+.1f} MiB); {'ok' if res['ok'] else 'MISS'}"
+        f"for {small['lines']} lines ({res['rss_extra_mib']:+.1f} MiB); runner CPU {big['cpu_s']:.1f} s "
+        f"({1e3 * big['cpu_s'] / max(big['lines'], 1):.2f} ms per request); {'ok' if res['ok'] else 'MISS'}"
     )
     return 0 if res["ok"] else 1
 
