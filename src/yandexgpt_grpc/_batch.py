@@ -48,7 +48,9 @@ from ._errors import (
     CredentialsError,
     IncompleteStreamError,
     is_permanent,
+    is_plaintext_server,
     is_rate_limited,
+    plaintext_hint,
     rpc_code,
     rpc_details,
     scrub,
@@ -284,11 +286,10 @@ def _tls_failure(code: grpc.StatusCode, details: str) -> bool:
 def _tls_aborted(details: str, endpoint: str) -> BatchAborted:
     if "certificate_verify_failed" in details.lower():
         what = _TLS_HINT
+    elif is_plaintext_server(grpc.StatusCode.UNAVAILABLE, details):
+        what = f"the TLS handshake with {endpoint} failed: {plaintext_hint(details)}"
     else:
-        what = (
-            f"the TLS handshake with {endpoint} failed: if it is a plaintext server (a local emulator) use "
-            "insecure=True (--insecure); else check the endpoint and its port"
-        )
+        what = f"the TLS handshake with {endpoint} failed: check the endpoint and its port (--insecure for plaintext)"
     return BatchAborted(f"{what} ({details})", code=grpc.StatusCode.UNAVAILABLE)
 
 
