@@ -228,6 +228,8 @@ def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool)
     return state
 
 
+# Windows opens file descriptors in text mode unless told: "\n" would become "\r\n" in OUT.
+_BINARY = getattr(os, "O_BINARY", 0)
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
@@ -239,7 +241,7 @@ class _Output:
 
     def __init__(self, path: PathLike, secrets: tuple[str, ...] = (), saved: int = 0) -> None:
         self._path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _BINARY, 0o644)
         self._secrets = secrets
         self.saved = saved  # whole result lines in the file
 
@@ -291,7 +293,7 @@ class OutputLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
         try:
             if not _try_lock(fd):
                 raise BatchLockedError(os.fspath(self.output_path), _holder(fd))
