@@ -79,8 +79,9 @@ class AsyncClient(ClientBase):
     ) -> CompletionResult:
         """One request, one answer: waits for the whole text."""
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=False)
-        return await self._completion_call(request, cfg.attempts("Completion", timeout, retry, metadata))
+        request = cfg.prepare(model, messages, options, False)
+        self._ensure_channel()
+        return await _retry.acall(cfg.attempts("Completion", timeout, retry, metadata), self._complete_attempt, request)
 
     def _completion_call(
         self,
@@ -89,7 +90,7 @@ class AsyncClient(ClientBase):
         before: Callable[[], Awaitable[object]] | None = None,
         on_error: Callable[[Any], object] | None = None,
     ) -> Awaitable[CompletionResult]:
-        """complete() for a built request (arun_batch comes in here with its rate limiter's hooks)."""
+        """complete() for a built request, with the driver's hooks (arun_batch's rate limiter)."""
         self._ensure_channel()
         return _retry.acall(tries, self._complete_attempt, request, before, on_error)
 
@@ -145,7 +146,7 @@ class AsyncClient(ClientBase):
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed")
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=True)
+        request = cfg.prepare(model, messages, options, True)
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
         return AsyncCompletionStream(self._stream_call, request, tries, lambda: self._closed)
 
@@ -166,7 +167,7 @@ class AsyncClient(ClientBase):
     ) -> AsyncOperation:
         """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=False)
+        request = cfg.prepare(model, messages, options, False)
         tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
         pb, initial = await acall_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
         return AsyncOperation(pb.id, cfg, self._operations, pb=pb, initial=initial)
@@ -204,7 +205,7 @@ class AsyncClient(ClientBase):
         **options: Unpack[GenerationOptions],
     ) -> TokenizeResult:
         """The tokens of a whole request (messages, tools, options): what its input costs."""
-        request = self._config.prepare(model, messages, options, stream=False)
+        request = self._config.prepare(model, messages, options, False)
         tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
         return tokens_answer(
             *await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request)

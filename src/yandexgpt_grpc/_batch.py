@@ -532,7 +532,7 @@ async def _run(
 
         while True:
             try:
-                request = cfg.prepare(item.model or model or "", item.messages, item.options, stream=False)
+                request = cfg.prepare(item.model or model or "", item.messages, item.options, False)
                 tries = cfg.attempts("Completion", timeout, policy)
                 result = await client._completion_call(request, tries, before, on_error)
             except BatchAborted:

@@ -404,7 +404,6 @@ def unary_result(
     resp: tg_pb2.CompletionResponse,
     request_id: str | None,
     trace_id: str | None,
-    *,
     initial: Any = (),
     trailing: Any = (),
 ) -> CompletionResult:
@@ -425,7 +424,7 @@ def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trai
     if resp is None:
         raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
     trace_id = find_header(initial, HEADER_TRACE_ID)
-    return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+    return unary_result(resp, rid, trace_id, tuple(initial), tuple(trailing))
 
 
 def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:

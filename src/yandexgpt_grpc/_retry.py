@@ -175,14 +175,13 @@ class CallRetry:
         "timeout",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - made on every call; passed positionally (keywords cost ~3 k instructions)
         self,
         policy: RetryPolicy,
         timeout: float | None,
         creds: Credentials,
         method: str,
         request_id: str,
-        *,
         stream: bool = False,
         config: ClientConfig | None = None,
         metadata: MetadataInput = None,
@@ -236,12 +235,9 @@ class CallRetry:
             return left
         return per_attempt if self.limited else left
 
-    def metadata(self, authorization: str) -> Metadata:
-        """The metadata of the current attempt: credentials, request id, static and per-call pairs."""
-        cfg = self.config
-        assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
-        md = cfg.metadata(authorization, self.request_id, self.extra)
-        return md if self.attempt == 1 else (*md, (HEADER_ATTEMPT, str(self.attempt)))
+    def retried(self, md: Metadata) -> Metadata:
+        """A retry's metadata: the first attempt's plus the attempt number."""
+        return (*md, (HEADER_ATTEMPT, str(self.attempt)))
 
     def retry_after(self, exc: Any, rejected: str, *, responded: bool = False, timed_out: bool = False) -> float:
         """THE retry rule: seconds to wait before the next attempt (0: at once), or raise the call's error.
@@ -368,14 +364,16 @@ def call(
     grpc.RpcError of a failed RPC (or AttemptFailed for a timed-out or half-answered one). `before`
     runs ahead of every attempt, `on_error` sees every failed attempt's error (a rate limiter's hooks).
     """
-    creds = tries.creds
+    creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
+    assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
     while True:
         if before is not None:
             before()
         auth = creds.static_authorization or _authorize(creds)
         timeout = tries.start()
+        md = cfg.metadata(auth, request_id, extra)
         try:
-            return attempt(tries, request, timeout, tries.metadata(auth))
+            return attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
         except grpc.RpcError as exc:
             if on_error is not None:
                 on_error(exc)
@@ -396,14 +394,16 @@ async def acall(
     on_error: Callable[[Any], object] | None = None,
 ) -> T:
     """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
-    creds = tries.creds
+    creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
+    assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
     while True:
         if before is not None:
             await before()
         auth = creds.static_authorization or await creds.aauthorization()
         timeout = tries.start()
+        md = cfg.metadata(auth, request_id, extra)
         try:
-            return await attempt(tries, request, timeout, tries.metadata(auth))
+            return await attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
         except grpc.RpcError as exc:
             if on_error is not None:
                 on_error(exc)
