@@ -186,8 +186,8 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument(
             "--outage-wait",
             type=_positive_float,
-            default=60.0,
             metavar="S",
+            # The default lives in _batch (DEFAULT_OUTAGE_WAIT), not imported here: parsing stays light.
             help="while the endpoint is unreachable, pause up to S seconds, then stop: exit 5 (60)",
         )
         bar = p.add_mutually_exclusive_group()

@@ -16,7 +16,7 @@ from typing import Any
 
 from yandexgpt_grpc import _progress
 from yandexgpt_grpc._async_client import AsyncClient
-from yandexgpt_grpc._batch import BatchProblem, arun_batch
+from yandexgpt_grpc._batch import DEFAULT_OUTAGE_WAIT, BatchProblem, arun_batch
 from yandexgpt_grpc._errors import BatchAborted, BatchDiskFullError, BatchLockedError
 
 from ._args import (
@@ -84,7 +84,7 @@ async def _batch(args: argparse.Namespace, kwargs: dict[str, Any], printer: Prin
                 concurrency=args.concurrency,
                 rps=args.rps,
                 retry_failed=args.retry_failed,
-                outage_wait=args.outage_wait,
+                outage_wait=DEFAULT_OUTAGE_WAIT if args.outage_wait is None else args.outage_wait,
                 progress=_bar_stream(args, printer),
                 on_problem=on_problem,
             )
