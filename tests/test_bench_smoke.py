@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as yc_common
 from yandex.cloud.ai.foundation_models.v1.text_generation import text_generation_service_pb2 as yc_pb2
 from yandex.cloud.ai.foundation_models.v1.text_generation import text_generation_service_pb2_grpc as yc_grpc
@@ -90,3 +92,55 @@ def test_bench_server_sends_the_real_api_shape() -> None:
         assert resp.usage.total_tokens == resp.usage.input_text_tokens + resp.usage.completion_tokens
         assert resp.model_version == MODEL_VERSION
     assert headers.keys() >= {"x-request-id", "x-server-trace-id"}
+
+
+def test_instr_child_runs_each_scenario_without_valgrind() -> None:
+    """The process bench._instr puts under callgrind: one round of each scenario, every variant."""
+    from bench._instr import ROUNDS
+    from bench.run import Server
+
+    server = Server(None, "aio")
+    try:
+        for scenario in ROUNDS:
+            for variant in VARIANTS:
+                proc = subprocess.run(
+                    [sys.executable, "-m", "bench._instr", "--child", variant, scenario, str(server.port), "1"],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=55,
+                    check=False,
+                )
+                assert proc.returncode == 0, (scenario, variant, proc.stderr)
+    finally:
+        server.close()
+
+
+def _callgrind_file(path: Path, costs: dict[str, int]) -> Path:
+    lines = ["version: 1", "creator: test", "events: Ir", "fl=/src/Python/ceval.c", "ob=/lib/libpython3.11.so"]
+    for i, (fn, cost) in enumerate(costs.items(), 1):
+        lines += [f"fn={fn}", f"{i} {cost}"]
+    lines.append(f"totals: {sum(costs.values())}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_instr_per_message_costs_from_two_run_lengths(tmp_path: Path) -> None:
+    """(long run - short run) / messages, per function, and minus a baseline's pair."""
+    from bench._instr import diff, key, total_instructions
+
+    short = _callgrind_file(tmp_path / "a.out", {"eval": 1000, "alloc": 500})
+    long = _callgrind_file(tmp_path / "b.out", {"eval": 3000, "alloc": 600})
+    assert total_instructions(long) == 3600
+    name = "/tmp/build/Python/ceval.c:_PyEval_EvalFrameDefault'2 [/usr/lib/libpython3.11.so.1.0]"
+    assert key(name, "function") == "_PyEval_EvalFrameDefault (ceval.c, libpython3.11.so.1.0)"
+    assert key(name, "object") == "libpython3.11.so.1.0"
+    assert key(name, "file") == "ceval.c [libpython3.11.so.1.0]"
+    if not shutil.which("callgrind_annotate"):
+        pytest.skip("valgrind's callgrind_annotate is not installed")
+    rows = dict(diff([short, long], 10, 10, False, None, "function"))
+    assert rows == {"eval (ceval.c, libpython3.11.so)": 200.0, "alloc (ceval.c, libpython3.11.so)": 10.0}
+    base_short = _callgrind_file(tmp_path / "c.out", {"eval": 1000, "alloc": 500})
+    base_long = _callgrind_file(tmp_path / "d.out", {"eval": 2000, "alloc": 600})
+    rows = dict(diff([short, long], 10, 10, False, [base_short, base_long], "function"))
+    assert rows == {"eval (ceval.c, libpython3.11.so)": 100.0, "alloc (ceval.c, libpython3.11.so)": 0.0}
