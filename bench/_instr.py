@@ -2,7 +2,7 @@
 
     python -m bench._instr async_stream raw raw_yc ours      # k instructions per message, per variant
     python -m bench._instr async_fanout ours --keep /tmp/cg  # keep the callgrind files for callgrind_annotate
-    python -m bench._instr --diff /tmp/cg/ours-async_fanout-{1,6}.out 1000 --base /tmp/cg/raw-async_fanout-{1,6}.out
+    python -m bench._instr --diff /tmp/cg/ours-async_fanout-{1,6}.out 5000 --base /tmp/cg/raw-async_fanout-{1,6}.out
 
 The bench server runs outside valgrind (pinned to CPU 0); each client process runs under
 `valgrind --tool=callgrind` twice, for 1 and for 6 rounds of the scenario (the same variants as
@@ -10,6 +10,7 @@ The bench server runs outside valgrind (pinned to CPU 0); each client process ru
 start-up, imports, connecting and the first round cancel out. `--diff A B MSGS` prints, per
 function, (B - A) / MSGS from `callgrind_annotate` of both files: where the per-message cost goes;
 with `--base A' B'`, minus the same for the baseline's pair: where ours spends more than the raw loop.
+MSGS is the messages of the 5 extra rounds: async_stream 2500, async_fanout 5000, async_calls 500.
 The yandexgpt_grpc imported is whichever is first on the path (PYTHONPATH=/scratch/src tries a copy);
 BENCH_INSTR_VARIANTS=file.py adds the client classes of that file's `VARIANTS` dict (same interface as
 bench._workers' classes) to the variants one can name.
@@ -36,6 +37,7 @@ ROUNDS: dict[str, tuple[int, int, int]] = {
     "async_stream": (50, 1, 10),  # 10 streams of 50 messages, one after another: 500 messages
     "async_fanout": (20, 50, 1),  # 50 concurrent 20-message streams: 1000 messages
     "stream": (50, 1, 10),  # the blocking client's stream, for comparison
+    "async_calls": (1, 1, 100),  # 100 one-message streams: the per-call cost on its own
 }
 SHORT, LONG = 1, 6
 
