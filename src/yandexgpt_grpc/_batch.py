@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 import grpc
 
+from . import _retry
 from ._async_client import AsyncClient
 from ._convert import _OPTION_NAMES, build_request, normalize_messages
 from ._errors import APIError, YandexGPTError, rpc_code
@@ -451,9 +452,16 @@ async def arun_batch(
             if bar is not None:
                 bar.update(failed)
 
+    # Instrumented (yandexgpt_grpc.otel): the run is one span, current while the workers start, so
+    # each request's span is its child.
+    span = None if _retry._hooks is None else _retry._hooks.batch(cfg, model, len(todo))
+    failure: BaseException | None = None
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(todo)))]
     try:
         await asyncio.gather(*tasks)
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         for task in tasks:  # one worker failed, or we were cancelled: stop the rest
             task.cancel()
@@ -462,6 +470,8 @@ async def arun_batch(
         if bar is not None:
             bar.finish()
         summary.elapsed = clock() - started
+        if span is not None:
+            span.batch_ended(summary, failure)
     return summary
 
 

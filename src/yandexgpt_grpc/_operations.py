@@ -230,6 +230,11 @@ class Operation(_OperationBase):
         Pauses start at `poll_interval` and grow by half each time, to at most ten times it
         (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
         """
+        if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
+            return _retry._hooks.wait(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]
+        return self._wait(timeout, poll_interval)
+
+    def _wait(self, timeout: float | None, poll_interval: float) -> CompletionResult:
         schedule = _Schedule(timeout, poll_interval)
         while not self.done:
             try:
@@ -272,6 +277,11 @@ class AsyncOperation(_OperationBase):
         Pauses start at `poll_interval` and grow by half each time, to at most ten times it
         (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
         """
+        if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
+            return await _retry._hooks.await_(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]
+        return await self._wait(timeout, poll_interval)
+
+    async def _wait(self, timeout: float | None, poll_interval: float) -> CompletionResult:
         schedule = _Schedule(timeout, poll_interval)
         while not self.done:
             try:

@@ -45,6 +45,10 @@ _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 _DEBUG = logging.DEBUG
 
+# yandexgpt_grpc.otel.instrument() puts its hooks here; while it is None (not instrumented) a call pays
+# one test of it and nothing is imported or measured.
+_hooks: Any = None
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -161,6 +165,7 @@ class CallRetry:
         "policy",
         "refreshed",
         "request_id",
+        "span",
         "started",
         "stream",
         "timeout",
@@ -195,6 +200,7 @@ class CallRetry:
         self.first_response_timeout: float | None = None
         self.started: float | None = None
         self.last: BaseException | None = None
+        self.span: Any = None  # the call's telemetry while instrumented (see yandexgpt_grpc.otel)
 
     def start(self) -> float | None:
         """Begin the next attempt and return the grpc timeout to give it.
@@ -248,6 +254,8 @@ class CallRetry:
         delay = self.delay(exc, rejected, responded, timed_out)
         if delay is None:
             raise self.failure(exc, timed_out=timed_out) from exc
+        if self.span is not None:
+            self.span.retrying(self, exc, delay, timed_out)
         return delay
 
     def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
@@ -350,6 +358,8 @@ def call(
     grpc.RpcError of a failed RPC (or AttemptFailed for a timed-out or half-answered one). `before`
     runs ahead of every attempt, `on_error` sees every failed attempt's error (a rate limiter's hooks).
     """
+    if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
+        return _hooks.call(tries, attempt, request, before, on_error)  # type: ignore[no-any-return]
     creds = tries.creds
     while True:
         if before is not None:
@@ -378,6 +388,8 @@ async def acall(
     on_error: Callable[[Any], object] | None = None,
 ) -> T:
     """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
+    if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
+        return await _hooks.acall(tries, attempt, request, before, on_error)  # type: ignore[no-any-return]
     creds = tries.creds
     while True:
         if before is not None:
