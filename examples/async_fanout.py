@@ -30,7 +30,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("questions", nargs="+")
     parser.add_argument("--endpoint", help="gRPC target (default: $YANDEXGPT_ENDPOINT or the cloud)")
-    parser.add_argument("--insecure", action="store_true", help="plaintext, for a local emulator")
+    parser.add_argument("--insecure", action="store_true", default=None, help="plaintext, for a local emulator")
     parser.add_argument("--model", default="yandexgpt-lite")
     parser.add_argument("--concurrency", type=int, default=4)
     args = parser.parse_args()

@@ -20,7 +20,7 @@ def main() -> int:
     parser.add_argument("input")
     parser.add_argument("output")
     parser.add_argument("--endpoint", help="gRPC target (default: $YANDEXGPT_ENDPOINT or the cloud)")
-    parser.add_argument("--insecure", action="store_true", help="plaintext, for a local emulator")
+    parser.add_argument("--insecure", action="store_true", default=None, help="plaintext, for a local emulator")
     parser.add_argument("--model", default="yandexgpt-lite")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rps", type=float, default=None, help="requests started per second")

@@ -18,7 +18,7 @@ from yandexgpt_grpc import Client, Message, TextReset
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--endpoint", help="gRPC target (default: $YANDEXGPT_ENDPOINT or the cloud)")
-    parser.add_argument("--insecure", action="store_true", help="plaintext, for a local emulator")
+    parser.add_argument("--insecure", action="store_true", default=None, help="plaintext, for a local emulator")
     parser.add_argument("--model", default="yandexgpt-lite")
     parser.add_argument("--system", default="You are a concise assistant.")
     args = parser.parse_args()

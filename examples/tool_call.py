@@ -29,7 +29,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("question", nargs="?", default="What's the weather in Moscow?")
     parser.add_argument("--endpoint", help="gRPC target (default: $YANDEXGPT_ENDPOINT or the cloud)")
-    parser.add_argument("--insecure", action="store_true", help="plaintext, for a local emulator")
+    parser.add_argument("--insecure", action="store_true", default=None, help="plaintext, for a local emulator")
     parser.add_argument("--model", default="yandexgpt")
     parser.add_argument("--tool-choice", default="auto", choices=["auto", "required", "none"])
     args = parser.parse_args()

@@ -136,6 +136,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "YC_IAM_TOKEN",
         "YC_FOLDER_ID",
         "YANDEXGPT_ENDPOINT",
+        "YANDEXGPT_INSECURE",
         "YC_SERVICE_ACCOUNT_KEY_FILE",
         "YC_METADATA_CREDENTIALS",
         "YC_METADATA_ADDR",

@@ -19,6 +19,7 @@ from yandexgpt_grpc import (
     Client,
     CompletionStream,
     Message,
+    StreamConsumedError,
     TextReset,
     ToolCall,
 )
@@ -363,20 +364,25 @@ async def test_iterating_again_after_break_continues(kind: str, harness: Harness
             if len(first) == 2:
                 break
         rest = [alt async for alt in stream]
-        again = [alt async for alt in stream]
     else:
 
-        def run() -> tuple[list[Alternative], list[Alternative], list[Alternative]]:
+        def run() -> tuple[list[Alternative], list[Alternative]]:
             assert isinstance(stream, CompletionStream)
             got = []
             for alt in stream:
                 got.append(alt)
                 if len(got) == 2:
                     break
-            return got, list(stream), list(stream)
+            return got, list(stream)
 
-        first, rest, again = await asyncio.to_thread(run)
+        first, rest = await asyncio.to_thread(run)
     assert [a.delta for a in first] == ["a", "b"]
     assert [a.delta for a in rest] == ["c", "d", ""] and rest[-1].is_final
-    assert again == [] and stream.final is not None and stream.final.text == "abcd"
+    assert stream.final is not None and stream.final.text == "abcd"
+    # A loop after the end is a mistake (issue 16 item 13), not an empty loop.
+    with pytest.raises(StreamConsumedError, match="read to its end"):
+        if isinstance(stream, AsyncCompletionStream):
+            [alt async for alt in stream]
+        else:
+            list(stream)
     assert not emu.calls[0].cancelled

@@ -24,13 +24,16 @@ PACKAGE = {
     "BatchProblem",
     "BatchSummary",
     "CancelledError",
+    "ClientClosedError",
     "Client",
     "CompletionResult",
     "CompletionStream",
+    "ConfigurationError",
     "Credentials",
     "CredentialsError",
     "DataLossError",
     "DeadlineExceededError",
+    "EventLoopError",
     "FailedPreconditionError",
     "FunctionTool",
     "IamToken",
@@ -43,6 +46,7 @@ PACKAGE = {
     "MetadataService",
     "NotFoundError",
     "Operation",
+    "OperationNotDoneError",
     "OperationTimeoutError",
     "OutOfRangeError",
     "PermissionDeniedError",
@@ -50,6 +54,7 @@ PACKAGE = {
     "RedactingFilter",
     "RetryPolicy",
     "ServiceAccountKey",
+    "StreamConsumedError",
     "StreamInterruptedError",
     "TextReset",
     "Token",
@@ -121,6 +126,21 @@ def test_errors_derive_from_one_base() -> None:
         obj = getattr(yandexgpt_grpc, name)
         if isinstance(obj, type) and issubclass(obj, BaseException):
             assert issubclass(obj, yandexgpt_grpc.YandexGPTError), name
+
+
+def test_errors_outside_the_api_keep_their_builtin_base() -> None:
+    """`except ValueError` / `except RuntimeError` written before these joined the tree still catch them."""
+    pinned = {
+        "ConfigurationError": ValueError,
+        "ClientClosedError": RuntimeError,
+        "StreamConsumedError": RuntimeError,
+        "EventLoopError": RuntimeError,
+        "OperationNotDoneError": RuntimeError,
+        "OperationTimeoutError": TimeoutError,
+    }
+    for name, builtin in pinned.items():
+        cls = getattr(yandexgpt_grpc, name)
+        assert cls.__mro__[1:3] == (yandexgpt_grpc.YandexGPTError, builtin), name
 
 
 def _public_classes() -> list[type]:

@@ -124,6 +124,9 @@ async def test_wait_times_out_within_its_timeout(harness: Harness, emu: Emulator
     assert len(emu.calls_for("OperationGet")) == 4 and not op.done
     # Each Get's deadline fits in what was left of wait()'s timeout.
     assert all(g.deadline is not None and g.deadline <= 4.5 for g in emu.calls_for("OperationGet"))
+    # ...but the poll at the very end still gets time to reach the server (not a doomed 1 ms deadline).
+    last = emu.calls_for("OperationGet")[-1].deadline
+    assert last is not None and last > 0.2
     # The operation goes on: a later wait picks it up.
     emu.reset()
 

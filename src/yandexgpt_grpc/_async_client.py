@@ -13,6 +13,7 @@ from ._base import ClientBase, MetadataInput, Timeout
 from ._channel import UNPARSABLE, completion_once, open_channel, unparsable_error
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
+from ._errors import ClientClosedError, EventLoopError
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -49,14 +50,14 @@ class AsyncClient(ClientBase):
     def _ensure_channel(self) -> Any:
         """The Completion callable, creating the channel on first use in this loop."""
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         loop = asyncio.get_running_loop()
         if self._loop is loop:
             return self._completion
         if self._loop is not None:
             closed = self._loop.is_closed()
             why = "in a loop that has closed since (a second asyncio.run()?)" if closed else "in another loop"
-            raise RuntimeError(
+            raise EventLoopError(
                 f"this AsyncClient was first used {why}, and grpc channels cannot move between event loops: "
                 "create the AsyncClient inside the loop that uses it (one per loop)"
             )
@@ -129,7 +130,7 @@ class AsyncClient(ClientBase):
         Not a coroutine: arguments are checked now; the RPC starts when you begin iterating.
         """
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         cfg = self._config
         request = cfg.prepare(model, messages, options, stream=True)
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
@@ -160,7 +161,7 @@ class AsyncClient(ClientBase):
     def operation(self, operation_id: str) -> AsyncOperation:
         """Re-attach to an operation by id (say, in another process); no I/O until you poll or wait."""
         if self._closed:
-            raise RuntimeError("this AsyncClient is closed")
+            raise ClientClosedError("this AsyncClient is closed")
         return AsyncOperation(operation_id, self._config, self._operations)
 
     @documented(options=False, call_args=("model", "text", "timeout", "metadata", "retry"))

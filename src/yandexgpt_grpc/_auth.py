@@ -26,7 +26,9 @@ from ._auth_base import (
 )
 from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
 from ._auth_sa import ServiceAccountKey
+from ._checks import strip_auth_scheme
 from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
+from ._errors import ConfigurationError
 from ._public import public
 
 __all__ = [
@@ -66,22 +68,28 @@ class _StaticHeader(Credentials):
 
 
 class ApiKey(_StaticHeader):
-    """A static API key (``Api-Key …``); the key's service account picks the folder."""
+    """A static API key (``Api-Key …``); the key's service account picks the folder.
+
+    A pasted header scheme (``Api-Key abc``, ``Authorization: Api-Key abc``) is dropped.
+    """
 
     __slots__ = ()
 
     def __init__(self, key: str) -> None:
-        super().__init__("Api-Key " + clean_secret(key, "API key"))
+        super().__init__("Api-Key " + clean_secret(strip_auth_scheme(key, "Api-Key", "API key"), "API key"))
 
 
 class IamToken(_StaticHeader):
-    """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source."""
+    """A static IAM token (``Bearer …``); it expires, so prefer a refreshing source.
+
+    A pasted header scheme (``Bearer t1.…``) is dropped.
+    """
 
     sends_folder_id: ClassVar[bool] = True
     __slots__ = ()
 
     def __init__(self, token: str) -> None:
-        super().__init__("Bearer " + clean_secret(token, "IAM token"))
+        super().__init__("Bearer " + clean_secret(strip_auth_scheme(token, "Bearer", "IAM token"), "IAM token"))
 
 
 ProviderResult = str | tuple[str, datetime.datetime | float]
@@ -212,7 +220,7 @@ def resolve_credentials(
         return ServiceAccountKey.from_file(key_file)
     if environ.get(ENV_METADATA_CREDENTIALS, "").strip().lower() in _TRUE:
         return MetadataService(env=environ)
-    raise ValueError(
+    raise ConfigurationError(
         "no credentials: pass api_key=, iam_token= or credentials=, or set "
         f"{ENV_API_KEY}, {ENV_IAM_TOKEN} or {ENV_SERVICE_ACCOUNT_KEY_FILE} "
         f"(on a Yandex Cloud VM, set {ENV_METADATA_CREDENTIALS}=1 to use its metadata service; "

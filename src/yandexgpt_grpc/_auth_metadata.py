@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
+from ._errors import ConfigurationError
 from ._public import public
 
 __all__ = ["DEFAULT_METADATA_ADDR", "METADATA_TOKEN_PATH", "MetadataService"]
@@ -45,7 +46,7 @@ class MetadataService(RefreshingCredentials):
         environ = os.environ if env is None else env
         self.address = (address or environ.get(ENV_METADATA_ADDR) or DEFAULT_METADATA_ADDR).strip()
         if not self.address or "/" in self.address or any(c.isspace() for c in self.address):
-            raise ValueError(f"metadata service address must be host[:port], got {self.address!r}")
+            raise ConfigurationError(f"metadata service address must be host[:port], got {self.address!r}")
         self.timeout = timeout
 
     def __repr__(self) -> str:

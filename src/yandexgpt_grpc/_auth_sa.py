@@ -17,6 +17,7 @@ import grpc
 
 from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
 from ._constants import DEFAULT_IAM_ENDPOINT, USER_AGENT
+from ._errors import ConfigurationError
 from ._generated.yandex.cloud.iam.v1 import iam_token_service_pb2, iam_token_service_pb2_grpc
 from ._net import is_local
 from ._public import public
@@ -57,9 +58,9 @@ def _load_private_key(pem_text: str) -> Any:
             problem = "is not a readable, unencrypted PEM private key"
     # Raised outside the except block so no chained exception can carry the key text.
     if problem is not None:
-        raise ValueError(f"service-account key field 'private_key' {problem}")
+        raise ConfigurationError(f"service-account key field 'private_key' {problem}")
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("service-account key field 'private_key' must be an RSA key (PS256)")
+        raise ConfigurationError("service-account key field 'private_key' must be an RSA key (PS256)")
     return key
 
 
@@ -73,9 +74,9 @@ def _read_key_file(path: str | os.PathLike[str]) -> Mapping[str, Any]:
     except json.JSONDecodeError as exc:  # its .doc holds the whole file: do not chain it
         problem = f"line {exc.lineno} column {exc.colno}"
     if problem is not None:
-        raise ValueError(f"service-account key file {os.fspath(path)!r} is not JSON ({problem})")
+        raise ConfigurationError(f"service-account key file {os.fspath(path)!r} is not JSON ({problem})")
     if not isinstance(data, Mapping):
-        raise ValueError(f"service-account key file {os.fspath(path)!r} must hold a JSON object")
+        raise ConfigurationError(f"service-account key file {os.fspath(path)!r} must hold a JSON object")
     return data
 
 
@@ -105,9 +106,9 @@ class ServiceAccountKey(RefreshingCredentials):
         for name in _REQUIRED_FIELDS:
             value = data.get(name)
             if value is None:
-                raise ValueError(f"service-account key is missing the field {name!r}")
+                raise ConfigurationError(f"service-account key is missing the field {name!r}")
             if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"service-account key field {name!r} must be a non-empty string")
+                raise ConfigurationError(f"service-account key field {name!r} must be a non-empty string")
         self.key_id: str = data["id"].strip()
         self.service_account_id: str = data["service_account_id"].strip()
         self._private_key = _load_private_key(data["private_key"])

@@ -5,6 +5,7 @@ The channel and the transport's call shapes are in `_channel.py`; the retry loop
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from random import getrandbits
@@ -12,6 +13,16 @@ from typing import Any, ClassVar
 
 from ._auth import Credentials, resolve_credentials
 from ._channel import ChannelOptions, build_channel_options
+from ._checks import (
+    ENV_INSECURE,
+    check_bool,
+    check_metadata_pairs,
+    check_str,
+    env_flag,
+    given,
+    parse_endpoint,
+    unencodable_text,
+)
 from ._constants import (
     DEFAULT_ENDPOINT,
     DEFAULT_OPERATION_ENDPOINT,
@@ -24,11 +35,10 @@ from ._constants import (
     HEADER_DATA_LOGGING,
     HEADER_FOLDER_ID,
 )
-from ._convert import MessagesInput, build_request, model_uri, normalize_messages
+from ._convert import MessagesInput, build_request, message_texts, model_uri, normalize_messages
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
-from ._net import is_local, split_host
 from ._retry import DEFAULT_RETRY, NO_RETRIES, CallRetry, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven
 
@@ -36,16 +46,9 @@ Timeout = float | None | NotGiven
 MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
 
 
-def check_endpoint(endpoint: str, insecure: bool) -> str:
-    if not isinstance(endpoint, str) or not endpoint.strip():
-        raise ValueError("endpoint is empty: use host:port, e.g. 'llm.api.cloud.yandex.net:443'")
-    endpoint = endpoint.strip()
-    if insecure and not is_local(endpoint):
-        raise ValueError(
-            f"insecure=True sends credentials in plaintext and is allowed only to loopback addresses "
-            f"and Unix sockets, not to {split_host(endpoint)!r}; use TLS (the default) for remote endpoints"
-        )
-    return endpoint
+def check_endpoint(endpoint: str, insecure: bool, name: str = "endpoint", insecure_from: str = "insecure=True") -> str:
+    """The grpc target for what the user gave (see _checks.parse_endpoint); refused before any I/O."""
+    return parse_endpoint(endpoint, name, insecure=insecure, insecure_from=insecure_from)
 
 
 def resolve_timeout(value: Timeout, default: float | None) -> float | None:
@@ -53,8 +56,10 @@ def resolve_timeout(value: Timeout, default: float | None) -> float | None:
         return default
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds or None, got {given(value)}")
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"timeout must be a positive number of seconds or None (no deadline), got {value!r}")
     return float(value)
 
 
@@ -70,9 +75,9 @@ def resolve_policy(retry: RetryPolicy | NotGiven | None, default: RetryPolicy) -
 
 
 def _user_metadata(metadata: MetadataInput) -> tuple[tuple[str, str], ...]:
-    if not metadata:
+    if metadata is None:
         return ()
-    pairs = metadata.items() if isinstance(metadata, Mapping) else metadata
+    pairs = check_metadata_pairs("metadata", metadata)
     out = []
     for key, value in pairs:
         if not isinstance(key, str) or key != key.lower() or not key:
@@ -126,7 +131,7 @@ class ClientConfig:
         api_key: str | None,
         iam_token: str | None,
         credentials: Credentials | None,
-        insecure: bool,
+        insecure: bool | None,
         root_certificates: bytes | None,
         timeout: Timeout,
         metadata: MetadataInput,
@@ -138,15 +143,35 @@ class ClientConfig:
         sync: bool,
     ) -> None:
         env = os.environ
-        self.insecure = bool(insecure)
-        self.endpoint = check_endpoint(endpoint or env.get(ENV_ENDPOINT) or DEFAULT_ENDPOINT, self.insecure)
-        default_ops = self.endpoint if endpoint or env.get(ENV_ENDPOINT) else DEFAULT_OPERATION_ENDPOINT
-        self.operation_endpoint = check_endpoint(operation_endpoint or default_ops, self.insecure)
+        if check_bool("insecure", insecure, optional=True) is None:
+            self.insecure, plain_from = env_flag(env, ENV_INSECURE), f"{ENV_INSECURE}=1"
+        else:
+            self.insecure, plain_from = bool(insecure), "insecure=True"
+        explicit = endpoint if endpoint is not None and endpoint != "" else None
+        from_env = env.get(ENV_ENDPOINT, "").strip() if explicit is None else ""
+        self.endpoint = check_endpoint(
+            explicit if explicit is not None else from_env or DEFAULT_ENDPOINT,
+            self.insecure,
+            "endpoint" if explicit is not None or not from_env else ENV_ENDPOINT,
+            plain_from,
+        )
+        default_ops = self.endpoint if explicit is not None or from_env else DEFAULT_OPERATION_ENDPOINT
+        self.operation_endpoint = check_endpoint(
+            operation_endpoint if operation_endpoint else default_ops,
+            self.insecure,
+            "operation_endpoint" if operation_endpoint else "endpoint",
+            plain_from,
+        )
         if root_certificates is not None and not isinstance(root_certificates, bytes):
-            raise TypeError("root_certificates must be PEM bytes")
+            raise TypeError(f"root_certificates must be PEM bytes or None, got {given(root_certificates, show=False)}")
+        check_bool("data_logging", data_logging, optional=True)
+        if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)):
+            raise TypeError(f"max_retries must be an int or None, got {given(max_retries)}")
         if root_certificates is not None and self.insecure:
             raise ValueError("root_certificates and insecure=True contradict each other: pick one")
         self.root_certificates = root_certificates
+        if folder_id is not None:
+            check_str("folder_id", folder_id, "a str such as 'b1g...'")
         self.folder_id = (folder_id or env.get(ENV_FOLDER_ID) or "").strip() or None
         self.credentials = resolve_credentials(api_key=api_key, iam_token=iam_token, credentials=credentials)
         default = resolve_timeout(timeout, DEFAULT_TIMEOUT)
@@ -174,7 +199,12 @@ class ClientConfig:
         self, model: str, messages: MessagesInput, options: Mapping[str, Any], stream: bool
     ) -> tg_pb2.CompletionRequest:
         turns = messages if isinstance(messages, str) else normalize_messages(messages)
-        return build_request(model_uri(model, self.folder_id), turns, options, stream)
+        uri = model_uri(model, self.folder_id)
+        try:
+            return build_request(uri, turns, options, stream)
+        except UnicodeEncodeError as exc:  # a lone surrogate: say where, before any I/O
+            texts = [("messages[0]", turns)] if isinstance(turns, str) else message_texts(turns)
+            raise unencodable_text(exc, [("model", uri), *texts]) from None
 
     def call_timeout(self, timeout: Timeout, stream: bool) -> float | None:
         return resolve_timeout(timeout, self.stream_timeout if stream else self.timeout)
@@ -234,7 +264,8 @@ class ClientBase:
     """What Client and AsyncClient share: the constructor, configuration and identity.
 
     Arguments left out fall back to the environment (YC_API_KEY, YC_IAM_TOKEN,
-    YC_FOLDER_ID, YANDEXGPT_ENDPOINT). `insecure=True` (plaintext) is allowed only to
+    YC_FOLDER_ID, YANDEXGPT_ENDPOINT, YANDEXGPT_INSECURE). `endpoint` is host:port;
+    `https://host[/path]` means host:443. `insecure=True` (plaintext) is allowed only to
     loopback addresses and Unix sockets; `timeout` is the default per call (None: no
     deadline); `retry=None` or `max_retries=0` turns retries off.
     """
@@ -249,7 +280,7 @@ class ClientBase:
         api_key: str | None = None,
         iam_token: str | None = None,
         credentials: Credentials | None = None,
-        insecure: bool = False,
+        insecure: bool | None = None,
         root_certificates: bytes | None = None,
         timeout: Timeout = NOT_GIVEN,
         metadata: MetadataInput = None,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf.message import DecodeError
 
+from ._checks import check_metadata_pairs
 from ._constants import MAX_MESSAGE_BYTES, USER_AGENT
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
@@ -43,7 +44,7 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
         # Reads stream messages on the caller's thread: no hop through grpc's
         # polling thread per message (about a quarter less CPU per message).
         opts[_SINGLE_THREADED_UNARY_STREAM] = 1
-    for key, value in user or ():
+    for key, value in check_metadata_pairs("channel_options", user) if user is not None else ():
         opts[key] = value
     return list(opts.items())
 

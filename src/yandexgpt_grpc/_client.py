@@ -12,6 +12,7 @@ from ._base import ClientBase, MetadataInput, Timeout
 from ._channel import open_channel
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
+from ._errors import ClientClosedError
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -47,7 +48,7 @@ class Client(ClientBase):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError("this Client is closed")
+            raise ClientClosedError("this Client is closed")
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def complete(

@@ -15,7 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
-from ._errors import IncompleteStreamError, YandexGPTError, error_class, find_header
+from ._errors import ConfigurationError, IncompleteStreamError, YandexGPTError, error_class, find_header
 from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as common_pb2
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
@@ -105,7 +105,7 @@ def model_uri(model: str, folder_id: str | None) -> str:
     if "://" in model:
         raise ValueError(f"model URI {model!r} has an unknown scheme: expected gpt://<folder>/<model>[/<version>]")
     if not folder_id:
-        raise ValueError(
+        raise ConfigurationError(
             f"model {model!r} is a short name, which needs a folder: pass folder_id= or set YC_FOLDER_ID "
             f"(or give the full URI gpt://<folder>/{model}/latest)"
         )
@@ -144,6 +144,11 @@ def normalize_messages(messages: MessagesInput) -> list[Message]:
     """Accept a str, one Message/dict, or a sequence of them; reject anything else clearly."""
     if isinstance(messages, (str, Message, Mapping)):
         items: Iterable[Any] = (messages,)
+    elif isinstance(messages, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"messages must be a str, a Message or a list of them, got {type(messages).__name__} "
+            "(decode it first, e.g. data.decode('utf-8'))"
+        )
     elif isinstance(messages, Sequence):
         items = messages
     else:
@@ -151,6 +156,18 @@ def normalize_messages(messages: MessagesInput) -> list[Message]:
     out = [_message(item, f"messages[{i}]") for i, item in enumerate(items)]
     if not out:
         raise ValueError("messages is empty: give at least one message, e.g. Message.user('Hello')")
+    return out
+
+
+def message_texts(messages: Sequence[Message]) -> list[tuple[str, str]]:
+    """Every str of the messages, named by where it sits (for errors about their text)."""
+    out = []
+    for i, msg in enumerate(messages):
+        out.append((f"messages[{i}]", msg.text))
+        for call in msg.tool_calls or ():
+            out.append((f"messages[{i}] tool call {call.name!r}", repr(dict(call.arguments))))
+        for result in msg.tool_results or ():
+            out.append((f"messages[{i}] tool result {result.name!r}", result.content))
     return out
 
 
@@ -405,7 +422,12 @@ def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult
 def build_tokenize_request(uri: str, text: str) -> tg_pb2.TokenizeRequest:
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    return tg_pb2.TokenizeRequest(model_uri=uri, text=text)
+    try:
+        return tg_pb2.TokenizeRequest(model_uri=uri, text=text)
+    except UnicodeEncodeError as exc:
+        from ._checks import unencodable_text
+
+        raise unencodable_text(exc, [("text", text)]) from None
 
 
 def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: str | None) -> TokenizeResult:

@@ -61,17 +61,26 @@ CALL_ARGS: dict[str, tuple[str, str]] = {
 }
 
 CLIENT_ARGS: dict[str, tuple[str, str]] = {
-    "endpoint": ("host:port of the API", f"${ENV_ENDPOINT}, else {DEFAULT_ENDPOINT}"),
+    "endpoint": (
+        "host:port of the API; a pasted https://host[/path] means host:443",
+        f"${ENV_ENDPOINT}, else {DEFAULT_ENDPOINT}",
+    ),
     "folder_id": ("the cloud folder that pays; short model names expand with it", f"${ENV_FOLDER_ID}"),
-    "api_key": ("an API key (Api-Key authorization)", f"${ENV_API_KEY}"),
-    "iam_token": ("a fixed IAM token (Bearer authorization)", f"${ENV_IAM_TOKEN}"),
+    "api_key": ("an API key (Api-Key authorization; a pasted 'Api-Key ' prefix is dropped)", f"${ENV_API_KEY}"),
+    "iam_token": (
+        "a fixed IAM token (Bearer authorization; a pasted 'Bearer ' prefix is dropped)",
+        f"${ENV_IAM_TOKEN}",
+    ),
     "credentials": (
         "a Credentials object (ServiceAccountKey, IamTokenProvider, MetadataService, ...); give at most one "
         "of credentials, api_key and iam_token",
         "from the environment: YC_API_KEY, YC_IAM_TOKEN, YC_SERVICE_ACCOUNT_KEY_FILE, "
         "then the VM metadata service when YC_METADATA_CREDENTIALS=1",
     ),
-    "insecure": ("plaintext instead of TLS, allowed only to loopback addresses and Unix sockets", "False"),
+    "insecure": (
+        "plaintext instead of TLS, allowed only to loopback addresses and Unix sockets",
+        "None: $YANDEXGPT_INSECURE (1/true/yes), else False",
+    ),
     "root_certificates": ("PEM bytes of the CA that signed the server's certificate", "None: the system's roots"),
     "timeout": (
         "the default deadline of a call in seconds (a stream's too, when given); None: no deadline",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +30,31 @@ def _rebuild(cls: type[YandexGPTError], args: tuple[Any, ...], state: dict[str, 
     err.args = args
     err.__dict__.update(state)
     return err
+
+
+class ConfigurationError(YandexGPTError, ValueError):
+    """The client cannot work as configured: no credentials, no folder for a short model name, a bad
+    endpoint or environment variable. Also a ValueError, as these were before they joined the tree."""
+
+
+class ClientClosedError(YandexGPTError, RuntimeError):
+    """A call on a client after close() (or after its `with` block)."""
+
+
+class StreamConsumedError(YandexGPTError, RuntimeError):
+    """A stream iterated again after it ended, failed or was closed: a stream is read once.
+
+    Iterating again after a `break` is fine (it continues); `stream.final` keeps the result.
+    """
+
+
+class EventLoopError(YandexGPTError, RuntimeError):
+    """A client used where it cannot work: an AsyncClient from another event loop, or a blocking
+    Client with an async token function inside a running loop (a deadlock)."""
+
+
+class OperationNotDoneError(YandexGPTError, RuntimeError):
+    """The result of an operation that is still running was asked for: wait() for it, or poll() later."""
 
 
 class APIError(YandexGPTError):
@@ -329,13 +355,50 @@ _TLS_HINT = (
 )
 
 
+# What a TLS client reads when the server answers in plaintext (an HTTP/2 frame is no TLS record).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LENGTH_MISMATCH")
+_PEER = re.compile(r"(?:ipv4:|ipv6:|unix:)?(\[[^\]]*\]:\d+|[^\s;,]+?:\d+|/[^\s:;,]+)(?=: Tls handshake failed)")
+
+
 def is_too_large(code: grpc.StatusCode, details: str) -> bool:
     return code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(s in details for s in _TOO_LARGE)
 
 
+def is_plaintext_server(code: grpc.StatusCode, details: str) -> bool:
+    """The TLS handshake failed because the server speaks plaintext (a local emulator or proxy)."""
+    return (
+        code is grpc.StatusCode.UNAVAILABLE
+        and "handshake failed" in details.lower()
+        and any(s in details for s in _NOT_TLS)
+    )
+
+
 def is_permanent(code: grpc.StatusCode, details: str) -> bool:
-    """A failure under a transient code that no retry can fix: oversized message, untrusted certificate."""
-    return is_too_large(code, details) or (code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details)
+    """A failure under a transient code that no retry can fix: oversized message, untrusted certificate,
+    a plaintext server spoken to over TLS."""
+    return (
+        is_too_large(code, details)
+        or (code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details)
+        or is_plaintext_server(code, details)
+    )
+
+
+def plaintext_hint(details: str) -> str:
+    """What to do about a plaintext server: plaintext is for loopback and Unix sockets only."""
+    from ._net import is_local
+
+    match = _PEER.search(details)
+    peer = match.group(1).replace("%5B", "[").replace("%5D", "]") if match else None
+    where = f"the server at {peer}" if peer else "the server"
+    if peer is None or peer.startswith("/") or is_local(peer):
+        return (
+            f"{where} does not speak TLS — a local emulator? pass insecure=True / --insecure "
+            "(or set YANDEXGPT_INSECURE=1)"
+        )
+    return (
+        f"{where} does not speak TLS — a plaintext server or proxy? plaintext is allowed only to "
+        "loopback addresses and Unix sockets: check the endpoint"
+    )
 
 
 def error_class(code: grpc.StatusCode) -> type[APIError]:
@@ -377,6 +440,8 @@ def from_rpc_error(
         cls = error_class(code)
         if code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details:
             hint = _TLS_HINT
+        elif is_plaintext_server(code, details):
+            hint = plaintext_hint(details)
     if partial is not None:
         cls = _INTERRUPTED[cls]
     try:
@@ -437,4 +502,9 @@ public(
     IncompleteStreamError,
     CredentialsError,
     OperationTimeoutError,
+    ConfigurationError,
+    ClientClosedError,
+    StreamConsumedError,
+    EventLoopError,
+    OperationNotDoneError,
 )

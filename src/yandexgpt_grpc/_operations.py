@@ -18,6 +18,7 @@ from ._channel import unparsable_error
 from ._convert import cancel_operation_request, get_operation_request, operation_result
 from ._errors import (  # OperationTimeoutError's home is _errors; importable from here as before
     DeadlineExceededError,
+    OperationNotDoneError,
     OperationTimeoutError,
     YandexGPTError,
 )
@@ -36,6 +37,8 @@ __all__ = [
 # wait(): each pause is this much longer than the one before, up to ten times the first (30 s at most).
 _GROWTH = 1.5
 _MAX_INTERVAL = 30.0
+# The least deadline a poll gets, so wait(timeout=T) returns within T + this.
+_LAST_POLL_DEADLINE = 0.5
 
 
 # -- one request, one response ------------------------------------------------------------------
@@ -94,7 +97,9 @@ class _OperationBase:
         pb: Any = None,
         initial: Any = None,
     ) -> None:
-        if not isinstance(operation_id, str) or not operation_id.strip():
+        if not isinstance(operation_id, str):
+            raise TypeError(f"operation_id must be a str, got {type(operation_id).__name__}")
+        if not operation_id.strip():
             raise ValueError(f"operation_id must be a non-empty str, got {operation_id!r}")
         self._id = operation_id.strip()
         self._cfg = cfg
@@ -156,8 +161,8 @@ class _OperationBase:
             raise self._timed_out(timeout)
         return pause
 
-    def _not_done(self) -> RuntimeError:
-        return RuntimeError(f"operation {self._id} is still running: wait() for it, or poll() again later")
+    def _not_done(self) -> OperationNotDoneError:
+        return OperationNotDoneError(f"operation {self._id} is still running: wait() for it, or poll() again later")
 
     def _timed_out(self, timeout: float | None) -> OperationTimeoutError:
         return OperationTimeoutError(
@@ -201,7 +206,9 @@ def _rpc_timeout(cfg: ClientConfig, timeout: Timeout, deadline: float | None) ->
     """A Get's own deadline: the caller's (or the client default), cut to what is left of wait()."""
     if deadline is None:
         return timeout
-    left = max(deadline - _retry.monotonic(), 0.001)
+    # The poll at the very end of wait() still gets time to reach the server: a 1 ms deadline
+    # (what is left) fails on a busy machine before the request leaves, hiding a finished operation.
+    left = max(deadline - _retry.monotonic(), _LAST_POLL_DEADLINE)
     own = cfg.call_timeout(timeout, stream=False)
     return left if own is None else min(own, left)
 
@@ -228,7 +235,8 @@ class Operation(_OperationBase):
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
 
         Pauses start at `poll_interval` and grow by half each time, to at most ten times it
-        (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
+        (30 s at most), never past the timeout (the poll at its very end gets 0.5 s to answer);
+        `timeout=None` waits as long as it takes.
         """
         if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
             return _retry._hooks.wait(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]
@@ -275,7 +283,8 @@ class AsyncOperation(_OperationBase):
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
 
         Pauses start at `poll_interval` and grow by half each time, to at most ten times it
-        (30 s at most), never past the timeout; `timeout=None` waits as long as it takes.
+        (30 s at most), never past the timeout (the poll at its very end gets 0.5 s to answer);
+        `timeout=None` waits as long as it takes.
         """
         if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
             return await _retry._hooks.await_(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]

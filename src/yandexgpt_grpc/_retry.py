@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from ._constants import HEADER_ATTEMPT
-from ._errors import APIError, DeadlineExceededError, from_rpc_error, is_permanent, pushback_ms, rpc_code, rpc_details
+from ._errors import (
+    APIError,
+    DeadlineExceededError,
+    EventLoopError,
+    from_rpc_error,
+    is_permanent,
+    pushback_ms,
+    rpc_code,
+    rpc_details,
+)
 from ._logging import log_rpc, logger
 from ._public import public
 
@@ -332,7 +341,7 @@ def check_no_running_loop() -> None:
         asyncio.get_running_loop()
     except RuntimeError:
         return
-    raise RuntimeError(
+    raise EventLoopError(
         "this Client fetches tokens with a coroutine function, and it was called inside a running asyncio "
         "event loop, which the blocking call would stall while the coroutine may need it (a deadlock): "
         "use AsyncClient here, or run the call in a worker thread (await asyncio.to_thread(client.complete, ...))"

@@ -14,7 +14,7 @@ from . import _retry
 from ._channel import unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
-from ._errors import IncompleteStreamError, find_header, from_rpc_error
+from ._errors import IncompleteStreamError, StreamConsumedError, find_header, from_rpc_error
 from ._public import public
 from ._retry import AttemptFailed
 from ._types import STATUSES, Alternative, CompletionResult, Usage
@@ -132,6 +132,30 @@ class _StreamState:
     def _headers(self, md: Any) -> None:
         self._initial = md
 
+    def _reread_error(self) -> StreamConsumedError | None:
+        """Why a new loop over this stream would yield nothing (None: it would not).
+
+        A second loop after a `break` continues; one after the end would silently see nothing.
+        """
+        if self._pending:
+            return None
+        if self._ended:
+            return StreamConsumedError(
+                "this stream was already read to its end, and a stream is read once: "
+                "stream.final (or get_final()) holds the result; call stream() again for a new answer"
+            )
+        if self._closed:
+            return StreamConsumedError(
+                "this stream was closed before it ended, so there is nothing more to read: "
+                "call stream() again for a new answer"
+            )
+        if self._done:
+            return StreamConsumedError(
+                "this stream failed (the error was raised when it happened) and cannot be read again: "
+                "call stream() again for a new answer"
+            )
+        return None
+
     def _interrupted(self, exc: Any) -> Exception:
         """The error for a failure after the first response: never retried, it keeps the partial."""
         self._done = True
@@ -196,7 +220,7 @@ class _StreamState:
         """get_final()'s answer once the stream was read to its end."""
         final = self.final
         if final is None:
-            raise RuntimeError("the stream was closed before it ended")
+            raise StreamConsumedError("the stream was closed before it ended")
         return final
 
     @property
@@ -267,6 +291,10 @@ class CompletionStream(_StreamState):
         self._request = request
 
     def __iter__(self) -> CompletionStream:
+        if self._done or self._closed:
+            error = self._reread_error()
+            if error is not None:
+                raise error
         return self
 
     def __next__(self) -> Alternative:
@@ -343,9 +371,10 @@ class CompletionStream(_StreamState):
         self.close()
 
     def get_final(self) -> CompletionResult:
-        """Read the rest of the stream and return the result."""
-        for _ in self:
-            pass
+        """Read the rest of the stream and return the result (again, when it was read already)."""
+        if not self._ended:
+            for _ in self:
+                pass
         return self._final_result()
 
     @property
@@ -375,6 +404,10 @@ class AsyncCompletionStream(_StreamState):
         # frame per message instead of creating a coroutine per message. Each call starts a
         # fresh generator over the same state, so iterating again after a `break` continues
         # where it stopped, and the generator (not the stream) is what refers back: no cycle.
+        if self._done or self._closed:
+            error = self._reread_error()
+            if error is not None:
+                raise error
         return self._iterate()
 
     async def __anext__(self) -> Alternative:
@@ -505,8 +538,10 @@ class AsyncCompletionStream(_StreamState):
         self.close()
 
     async def get_final(self) -> CompletionResult:
-        async for _ in self:
-            pass
+        """Read the rest of the stream and return the result (again, when it was read already)."""
+        if not self._ended:
+            async for _ in self:
+                pass
         return self._final_result()
 
     @property

@@ -291,7 +291,7 @@ def _client_args(args: argparse.Namespace) -> Iterator[dict[str, Any]]:
     if not args.emulator:
         kwargs.update(
             endpoint=args.endpoint,
-            insecure=args.insecure,
+            insecure=args.insecure or None,  # not given: YANDEXGPT_INSECURE decides
             folder_id=args.folder_id,
             credentials=_credentials(args),
         )

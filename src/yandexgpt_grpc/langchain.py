@@ -129,8 +129,8 @@ class ChatYandexGPT(BaseChatModel):
     credentials: Any = Field(default=None, exclude=True)
     """A `yandexgpt_grpc.Credentials` (service account key, metadata service...) instead of a key or token."""
     endpoint: str | None = Field(default_factory=lambda: _env(ENV_ENDPOINT))
-    insecure: bool = False
-    """Plaintext gRPC; allowed only to loopback addresses (an emulator)."""
+    insecure: bool | None = None
+    """Plaintext gRPC; allowed only to loopback addresses (an emulator). None: YANDEXGPT_INSECURE decides."""
     temperature: float | None = None
     max_tokens: int | None = None
     reasoning_mode: str | None = None
