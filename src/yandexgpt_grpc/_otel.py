@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -129,9 +130,13 @@ def output_messages(alternatives: Sequence[Alternative]) -> str:
 
 
 class CallSpan:
-    """One logical call's span and its measurements; every way of ending it ends it once."""
+    """One logical call's span and its measurements; every way of ending it ends it once.
 
-    __slots__ = ("attrs", "capture", "ended", "hooks", "span", "started", "token")
+    A blocking stream may be closed from one thread while another reads it, so ending is claimed
+    under a lock: the first way wins, the others do nothing.
+    """
+
+    __slots__ = ("attrs", "capture", "ended", "hooks", "lock", "span", "started", "token")
 
     def __init__(self, hooks: Telemetry, span: Any, attrs: dict[str, Any], capture: bool) -> None:
         self.hooks = hooks
@@ -140,6 +145,7 @@ class CallSpan:
         self.capture = capture
         self.started = time.perf_counter()
         self.ended = False
+        self.lock = threading.Lock()
         self.token: object = None
 
     def activate(self) -> None:
@@ -190,9 +196,10 @@ class CallSpan:
         self.end()
 
     def completed(self, result: CompletionResult) -> None:
-        usage = result.usage
-        self._answer(result.model_version, result.alternatives, usage.input_tokens, usage.completion_tokens)
-        self.end()
+        if self._claim():
+            usage = result.usage
+            self._answer(result.model_version, result.alternatives, usage.input_tokens, usage.completion_tokens)
+            self._finish()
 
     def _answer(self, version: str, alts: Sequence[Alternative], input_tokens: int, output_tokens: int) -> None:
         if version:
@@ -218,22 +225,22 @@ class CallSpan:
         self._answer(last.model_version, [alts[i] for i in sorted(alts)], usage.input_tokens, usage.completion_tokens)
 
     def stream_ended(self, state: _StreamState) -> None:
-        if not self.ended:
+        if self._claim():
             self._streamed(state)
-            self.end()
+            self._finish()
 
     def stream_failed(self, state: _StreamState, error: BaseException) -> None:
         """Failed mid-way (or ended without a final answer): the error, and the partial kept."""
-        if not self.ended:
+        if self._claim():
             self._streamed(state)
-            self.end(error)
+            self._finish(error)
 
     def stream_closed(self, state: _StreamState, abandoned: bool = False) -> None:
         """Closed (or garbage-collected) before its end: not an error; what arrived is recorded."""
-        if not self.ended:
+        if self._claim():
             self._streamed(state)
             self.span.set_attribute("yandexgpt.stream.stopped", "abandoned" if abandoned else "closed")
-            self.end()
+            self._finish()
 
     def batch_ended(self, summary: BatchSummary, failure: BaseException | None) -> None:
         self.deactivate()
@@ -246,10 +253,18 @@ class CallSpan:
         attrs = self.attrs
         return {key: attrs[key] for key in _METRIC_KEYS if key in attrs}
 
+    def _claim(self) -> bool:
+        with self.lock:
+            if self.ended:
+                return False
+            self.ended = True
+            return True
+
     def end(self, error: BaseException | None = None) -> None:
-        if self.ended:
-            return
-        self.ended = True
+        if self._claim():
+            self._finish(error)
+
+    def _finish(self, error: BaseException | None = None) -> None:
         span = self.span
         metric = self._metric_attrs()
         if error is not None:
