@@ -614,11 +614,24 @@ with Client({emu.address!r}, insecure=True, api_key="k", folder_id="f") as c:
     list(c.stream("yandexgpt-lite", "hi"))
 loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry") or m == "yandexgpt_grpc._otel")
 assert not loaded, loaded
-yandexgpt_grpc.otel.instrument()  # no SDK configured: the API's no-op providers
+yandexgpt_grpc.otel.instrument()  # no SDK configured: the API's no-op providers, nothing recorded
 with Client({emu.address!r}, insecure=True, api_key="k", folder_id="f") as c:
     assert c.complete("yandexgpt-lite", "hi").text
     assert list(c.stream("yandexgpt-lite", "hi"))
-assert "opentelemetry.trace" in sys.modules and "opentelemetry.sdk" not in sys.modules
+    assert c.submit("yandexgpt-lite", "hi").wait(timeout=10, poll_interval=0.01).text
+    assert "opentelemetry.trace" in sys.modules and "opentelemetry.sdk" not in sys.modules
+    # An SDK configured later (the global provider) is picked up by the next call.
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    assert not exporter.get_finished_spans()
+    c.complete("yandexgpt-lite", "hi")
+    assert [s.name for s in exporter.get_finished_spans()] == ["chat gpt://f/yandexgpt-lite/latest"]
 print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)

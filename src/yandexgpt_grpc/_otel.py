@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import json_format
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.metrics import MeterProvider, get_meter
+from opentelemetry.metrics import MeterProvider, get_meter, get_meter_provider
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from . import _retry
@@ -26,6 +26,12 @@ from ._convert import model_uri, usage_of
 from ._errors import rpc_code
 from ._net import split_host
 from ._version import __version__
+
+_UnsetMeterProvider: Any
+try:  # the global meter provider before any is set; private, so its absence only costs the shortcut
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UnsetMeterProvider
+except ImportError:  # pragma: no cover - depends on the opentelemetry-api version
+    _UnsetMeterProvider = None
 
 if TYPE_CHECKING:
     from ._base import ClientConfig
@@ -276,10 +282,43 @@ class CallSpan:
         span.end()
 
 
+class _Off:
+    """A call's span while no SDK is configured: the driver's callbacks do nothing."""
+
+    __slots__ = ()
+
+    def retrying(self, *args: Any) -> None:
+        pass
+
+    def stream_ended(self, *args: Any) -> None:
+        pass
+
+    def stream_failed(self, *args: Any) -> None:
+        pass
+
+    def stream_closed(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+OFF = _Off()
+
+
+def _sdk_configured() -> bool:
+    """Whether a global tracer or meter provider has been set (before that both are no-ops)."""
+    if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return True
+    return _UnsetMeterProvider is None or not isinstance(get_meter_provider(), _UnsetMeterProvider)
+
+
 class Telemetry:
-    """The hooks `_retry._hooks` holds while instrumented: a tracer and the two GenAI histograms."""
+    """The hooks `_retry._hooks` holds while instrumented: a tracer and the two GenAI histograms.
+
+    Instrumented with the global providers before any SDK set them, a call records nothing and
+    builds nothing (it asks again each call, so an SDK configured later is picked up).
+    """
 
     def __init__(self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None) -> None:
+        self.live = tracer_provider is not None or meter_provider is not None or _sdk_configured()
         self.tracer = trace.get_tracer("yandexgpt_grpc", __version__, tracer_provider)
         meter = get_meter("yandexgpt_grpc", __version__, meter_provider)
         self.duration = meter.create_histogram(
@@ -346,6 +385,12 @@ class Telemetry:
                 span.span.set_attribute("gen_ai.input.messages", messages)
         return span, True
 
+    def _off(self) -> bool:
+        if self.live:
+            return False
+        self.live = _sdk_configured()
+        return not self.live
+
     def call(
         self,
         tries: CallRetry,
@@ -354,6 +399,9 @@ class Telemetry:
         before: Callable[[], object] | None,
         on_error: Callable[[Any], object] | None,
     ) -> Any:
+        if self._off():
+            tries.span = OFF
+            return _retry.call(tries, attempt, request, before, on_error)
         span, own = self._enter(tries, request)
         tries.span = span
         if not own:
@@ -377,6 +425,9 @@ class Telemetry:
         before: Callable[[], Awaitable[object]] | None,
         on_error: Callable[[Any], object] | None,
     ) -> Any:
+        if self._off():
+            tries.span = OFF
+            return await _retry.acall(tries, attempt, request, before, on_error)
         span, own = self._enter(tries, request)
         tries.span = span
         if not own:
@@ -398,6 +449,8 @@ class Telemetry:
 
     def wait(self, op: Operation, body: Callable[[float | None, float], CompletionResult], *args: Any) -> Any:
         """Operation.wait() as one span; its polls' retries are its events."""
+        if self._off():
+            return body(*args)
         span = self._wait_span(op)
         token = _waiting.set(span)
         span.activate()
@@ -416,6 +469,8 @@ class Telemetry:
         self, op: AsyncOperation, body: Callable[[float | None, float], Awaitable[CompletionResult]], *args: Any
     ) -> Any:
         """AsyncOperation.wait() as one span; its polls' retries are its events."""
+        if self._off():
+            return await body(*args)
         span = self._wait_span(op)
         token = _waiting.set(span)
         span.activate()
@@ -430,8 +485,10 @@ class Telemetry:
         span.completed(result)
         return result
 
-    def batch(self, cfg: ClientConfig, model: str | None, requests: int) -> CallSpan:
+    def batch(self, cfg: ClientConfig, model: str | None, requests: int) -> CallSpan | None:
         """A batch run's span, current from now until `batch_ended` (its requests' spans are children)."""
+        if self._off():
+            return None
         uri = None
         if model:
             try:
