@@ -304,10 +304,35 @@ OFF = _Off()
 
 
 def _sdk_configured() -> bool:
-    """Whether a global tracer or meter provider has been set (before that both are no-ops)."""
+    """Whether a global tracer or meter provider has been set (before that both are no-ops).
+
+    Asking the getters also loads providers named by OTEL_PYTHON_TRACER_PROVIDER and the like.
+    """
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return True
     return _UnsetMeterProvider is None or not isinstance(get_meter_provider(), _UnsetMeterProvider)
+
+
+def _set_once_flags() -> tuple[Any, Any] | None:
+    """The API's own "global provider set" flags: private, so None when they are not as expected."""
+    try:
+        from opentelemetry.metrics import _internal as metrics_internal
+
+        flags = (trace._TRACER_PROVIDER_SET_ONCE, metrics_internal._METER_PROVIDER_SET_ONCE)
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the opentelemetry-api version
+        return None
+    return flags if all(isinstance(getattr(flag, "_done", None), bool) for flag in flags) else None
+
+
+_FLAGS = _set_once_flags()
+
+
+def _sdk_set_since() -> bool:
+    """`_sdk_configured()` for each call after instrument(): two attribute reads instead of two getters
+    that look at os.environ (a few microseconds a call) when the flags are there."""
+    if _FLAGS is None:  # pragma: no cover - depends on the opentelemetry-api version
+        return _sdk_configured()
+    return bool(_FLAGS[0]._done or _FLAGS[1]._done)
 
 
 class Telemetry:
@@ -388,7 +413,7 @@ class Telemetry:
     def _off(self) -> bool:
         if self.live:
             return False
-        self.live = _sdk_configured()
+        self.live = _sdk_set_since()
         return not self.live
 
     def call(
