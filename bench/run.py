@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import cpus
+from bench._startup import run_startup
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -247,6 +248,17 @@ def table(res: dict[str, Any]) -> str:
             "",
         )
     )
+    st = res["startup"]
+    rows.append(
+        (
+            "one-shot CLI call, start to exit (grpcio script vs ours)",
+            f"{st['median_ms']['raw']:.1f} ms",
+            f"{st['median_ms']['ours']:.1f} ms",
+            f"{st['ratio']:.3f}",
+            f"<= {st['target']:.2f}",
+            "ok" if st["ok"] else "MISS",
+        )
+    )
     mem = res["memory"]
     rows.append(
         (
@@ -304,11 +316,14 @@ def main(argv: list[str] | None = None) -> int:
                 res["latency"][sc.name] = run_latency(sc, server.port, client_cpu, rounds)
                 print(f"  {sc.name}: {res['latency'][sc.name]['median']['ratio']:.3f}", file=sys.stderr, flush=True)
         res["memory"] = run_memory(server.port, client_cpu, 50 if args.quick else 5000, 1 if args.quick else 2)
+        res["startup"] = run_startup(server.port, client_cpu, 2 if args.quick else 20)
     finally:
         server.close()
     res["import"] = run_import(client_cpu, 3 if args.quick else 40)
     res["seconds"] = time.perf_counter() - started
-    res["ok"] = all(r["ok"] for r in res["latency"].values()) and res["memory"]["ok"] and res["import"]["ok"]
+    res["ok"] = all(r["ok"] for r in res["latency"].values()) and all(
+        res[part]["ok"] for part in ("memory", "import", "startup")
+    )
     text = table(res)
     res["table"] = text
     print(text)

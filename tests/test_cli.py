@@ -206,8 +206,8 @@ def test_no_credentials_exit_3() -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--temperature", "3", "hi"], "temperature must be in [0, 1]"),
-        (["--max-tokens", "0", "hi"], "max_tokens must be a positive int"),
+        (["--temperature", "3", "hi"], "argument --temperature: must be in [0, 1], got '3'"),
+        (["--max-tokens", "0", "hi"], "argument --max-tokens: must be at least 1, got '0'"),
         (["--user-text", "a", "b"], "either as an argument or with --user-text"),
         (["   "], "the text is empty"),
         (["--endpoint", "example.com:443", "hi"], "contradict"),
@@ -216,8 +216,9 @@ def test_no_credentials_exit_3() -> None:
 def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     proc = run("--emulator", *args)
     assert proc.returncode == 2
-    assert message in proc.stderr
-    assert len(proc.stderr.splitlines()) == 1
+    assert message in proc.stderr.splitlines()[-1]
+    assert "Traceback" not in proc.stderr
+    assert "max_tokens" not in proc.stderr  # flags, not Python parameters
 
 
 def test_plaintext_to_a_remote_host_is_refused() -> None:
@@ -291,3 +292,291 @@ def test_unknown_operation_exits_4(emu: Emulator) -> None:
     proc = run("operation", *conn(emu), "no-such-operation")
     assert proc.returncode == 4
     assert proc.stderr.startswith("yandexgpt-grpc: error: NOT_FOUND")
+
+
+# -- flags as the official docs' samples spell them (issue 16 item 1) ------------------------
+
+
+def test_underscore_flags_of_the_docs_sample(emu: Emulator) -> None:
+    proc = run(
+        "--endpoint", emu.address, "--insecure", "--iam_token", IAM_TOKEN, "--folder_id", FOLDER, "--user_text", "Hi"
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, ANSWER.format("Hi") + "\n", "")
+    (call,) = emu.calls_for("Completion")
+    assert call.header("authorization") == f"Bearer {IAM_TOKEN}"
+    assert call.header("x-folder-id") == FOLDER
+    proc = run(
+        "tokenize", "--endpoint", emu.address, "--insecure", f"--api_key={API_KEY}", f"--folder_id={FOLDER}", "a"
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def _required(command: str) -> list[str]:
+    return {"operation": ["op-1"], "batch": ["in.jsonl", "out.jsonl"]}.get(command, [])
+
+
+@pytest.mark.parametrize("command", ["complete", "tokenize", "submit", "operation", "batch"])
+def test_every_hyphenated_flag_has_an_underscore_alias(command: str) -> None:
+    from yandexgpt_grpc._cli._args import build_parser, parse
+
+    flags = [
+        (action, name)
+        for action in build_parser(command)._actions
+        for name in action.option_strings
+        if name.startswith("--") and "-" in name[2:]
+    ]
+    assert len(flags) >= 4
+    for action, name in flags:
+        value = [] if action.nargs == 0 else ["2" if name == "--poll-interval" else "1"]
+        base = vars(parse([command, *_required(command)]))
+        dashed = vars(parse([command, *_required(command), name, *value]))
+        underscored = vars(parse([command, *_required(command), "--" + name[2:].replace("-", "_"), *value]))
+        for ns in (base, dashed, underscored):
+            del ns["parser"]
+        assert dashed != base, name  # the flag did something...
+        assert underscored == dashed, name  # ...and its underscore spelling the same
+
+
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["--iam_tokn", "tok", "--folder_id", "b1g", "--user_text", "Hi"], "did you mean --iam-token?"),
+        (["--foldr-id", "b1g", "Hello"], "did you mean --folder-id?"),
+        (["--max_token", "5", "Hello"], "did you mean --max-tokens?"),
+        (["tokenize", "--sytem", "x", "Hello"], "did you mean --system?"),
+        (["--emulator", "Hello", "world"], "unrecognized arguments: world (quote a text of several words)"),
+    ],
+)
+def test_a_misspelt_flag_gets_the_command_usage_and_a_hint(emu: Emulator, args: list[str], hint: str) -> None:
+    proc = run(*args, env=clean_env(YANDEXGPT_ENDPOINT=emu.address, YC_API_KEY=API_KEY))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    usage = "usage: yandexgpt-grpc tokenize" if args[0] == "tokenize" else "usage: yandexgpt-grpc [complete]"
+    assert proc.stderr.startswith(usage)
+    assert proc.stderr.rstrip().endswith(hint), proc.stderr
+    assert emu.calls == []  # the flag's value was never sent as the prompt
+
+
+# -- messages in command-line words (item 2) ---------------------------------------------------
+
+
+def test_short_model_without_a_folder_names_the_flag_and_the_variable(emu: Emulator) -> None:
+    proc = run("--endpoint", emu.address, "--insecure", "--api-key", API_KEY, "hi")
+    assert proc.returncode == 2
+    assert "pass --folder-id or set YC_FOLDER_ID" in proc.stderr
+    assert "folder_id" not in proc.stderr
+    assert emu.calls == []
+
+
+def test_two_credentials_name_the_flags(emu: Emulator) -> None:
+    proc = run("--endpoint", emu.address, "--insecure", "--api-key", API_KEY, "--iam-token", IAM_TOKEN, "hi")
+    assert proc.returncode == 2
+    assert proc.stderr == "yandexgpt-grpc: error: pass only one of --api-key and --iam-token\n"
+
+
+def test_plaintext_refusal_names_the_flag() -> None:
+    proc = run("--endpoint", "example.com:443", "--insecure", "--api-key", API_KEY, "--folder-id", FOLDER, "hi")
+    assert "--insecure sends credentials in plaintext" in proc.stderr
+    assert "insecure=" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("library", "cli_words"),
+    [
+        (
+            "model 'yandexgpt-lite' is a short name, which needs a folder: pass folder_id= or set YC_FOLDER_ID "
+            "(or give the full URI gpt://<folder>/yandexgpt-lite/latest)",
+            "model 'yandexgpt-lite' is a short name, which needs a folder: pass --folder-id or set YC_FOLDER_ID "
+            "(or give the full URI gpt://<folder>/yandexgpt-lite/latest)",
+        ),
+        ("max_tokens must be a positive int, got 0", "--max-tokens must be a positive int, got 0"),
+        ("temperature must be in [0, 1], got 3", "--temperature must be in [0, 1], got 3"),
+        (
+            "messages is empty: give at least one message, e.g. Message.user('Hello')",
+            "no text to send: give it as an argument, with --user-text, or on stdin",
+        ),
+        ("no model: pass model= (--model) or give every input line a 'model'", "no model: pass --model or give"),
+        ("poll_interval must be a positive number of seconds, got 0", "--poll-interval must be a positive"),
+        ("UNAVAILABLE: something else", "UNAVAILABLE: something else"),
+    ],
+)
+def test_library_messages_in_cli_words(library: str, cli_words: str) -> None:
+    from yandexgpt_grpc._cli._wording import cli_wording
+
+    assert cli_wording(library).startswith(cli_words)
+
+
+# -- a prompt over the size limit (item 3) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["complete", "tokenize", "submit"])
+def test_a_prompt_over_the_servers_limit_exits_4(emu: Emulator, command: str) -> None:
+    prompt = "x" * (5 * 2**20)  # the emulator keeps grpc's default 4 MiB receive limit, as servers do
+    proc = run(command, *conn(emu), "-", stdin=prompt)
+    assert proc.returncode == 4
+    assert proc.stderr == "yandexgpt-grpc: error: the prompt is too large (5.0 MB; the limit is 4 MB)\n"
+
+
+def test_too_large_wording() -> None:
+    from yandexgpt_grpc._cli._wording import too_large
+
+    details = "Received message larger than max (5242932 vs. 4194304)"
+    assert too_large(details, 5 * 2**20) == "the prompt is too large (5.0 MB; the limit is 4 MB)"
+    assert too_large(details, 100) == "the answer is too large (5.0 MB; the limit is 4 MB)"
+    assert too_large("quota exceeded", 100) is None
+
+
+# -- stdin, help and the default command (item 7) -----------------------------------------------
+
+
+def test_help_shows_the_complete_flags_and_the_commands() -> None:
+    proc = run("--help")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: yandexgpt-grpc [complete]")
+    for flag in ("--user-text", "--system", "--model", "--max-tokens", "--stream", "--json", "--api-key"):
+        assert flag in proc.stdout
+    for command in ("tokenize", "submit", "operation", "batch"):
+        assert f"\n  {command} " in proc.stdout
+
+
+def test_dash_means_stdin(emu: Emulator) -> None:
+    proc = run(*conn(emu), "-", stdin="from a pipe\n")
+    assert (proc.returncode, proc.stdout) == (0, ANSWER.format("from a pipe") + "\n")
+    proc = run("tokenize", *conn(emu), "-", stdin="To be")
+    assert proc.stdout.splitlines()[-1] == "2 tokens"
+
+
+def _run_bytes(args: list[str | bytes], stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "yandexgpt_grpc", *args],
+        input=stdin,
+        capture_output=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+
+
+def test_non_utf8_stdin_is_a_usage_error(emu: Emulator) -> None:
+    proc = _run_bytes(conn(emu), b"caf\xe9 au lait")
+    assert proc.returncode == 2
+    assert proc.stderr == b"yandexgpt-grpc: error: stdin is not valid UTF-8 (byte 0xe9 at offset 3)\n"
+    assert emu.calls == []
+
+
+def test_non_utf8_argument_is_a_usage_error(emu: Emulator) -> None:
+    proc = _run_bytes([*conn(emu), b"na\xefve"], b"")
+    assert proc.returncode == 2
+    assert proc.stderr == b"yandexgpt-grpc: error: the text argument is not valid UTF-8 (byte 0xef at offset 2)\n"
+
+
+def test_utf8_stdin_with_a_byte_order_mark(emu: Emulator) -> None:
+    proc = _run_bytes(conn(emu), "\ufeffcafé".encode())
+    assert proc.returncode == 0
+    assert proc.stdout.decode() == ANSWER.format("café") + "\n"
+
+
+# -- messages after streamed text, a closed pipe (items 4 and 5) --------------------------------
+
+
+def test_error_after_streamed_text_into_one_file_starts_on_a_new_line(emu: Emulator) -> None:
+    emu.enqueue("Completion", Fault(grpc.StatusCode.INTERNAL, "boom", after=2, chunks=["One", " two"]))
+    proc = subprocess.run(
+        [sys.executable, "-m", "yandexgpt_grpc", *conn(emu), "--stream", "x"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # 2>&1
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("One two\nyandexgpt-grpc: error: INTERNAL: boom")
+
+
+def test_error_after_streamed_text_into_a_pipe_keeps_the_text_as_sent(emu: Emulator) -> None:
+    emu.enqueue("Completion", Fault(grpc.StatusCode.INTERNAL, "boom", after=2, chunks=["One", " two"]))
+    proc = run(*conn(emu), "--stream", "x")
+    assert (proc.returncode, proc.stdout) == (1, "One two")
+    assert proc.stderr.startswith("yandexgpt-grpc: error: INTERNAL: boom")
+
+
+def _into_a_closed_pipe(args: list[str]) -> subprocess.CompletedProcess[str]:
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte, as after `| head -c0`
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "yandexgpt_grpc", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+            timeout=30,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+
+@pytest.mark.parametrize("mode", [[], ["--stream"], ["--json"], ["--stream", "--json"]])
+def test_a_closed_pipe_exits_141_quietly(emu: Emulator, mode: list[str]) -> None:
+    emu.enqueue("Completion", Reply(chunks=["One", " two"], final_text="One two three"))
+    proc = _into_a_closed_pipe([*conn(emu), *mode, "x"])
+    assert (proc.returncode, proc.stderr) == (141, "")
+
+
+def test_head_reads_two_lines_and_the_pipeline_ends(emu: Emulator) -> None:
+    text = "".join(f"line {i}\n" for i in range(2000))
+    emu.enqueue("Completion", Reply(chunks=[text[i : i + 500] for i in range(0, len(text), 500)], final_text=text))
+    cmd = " ".join([sys.executable, "-m", "yandexgpt_grpc", *conn(emu), "--stream", "x", "| head -2"])
+    proc = subprocess.run(
+        ["bash", "-c", "set -o pipefail; " + cmd + "; echo status ${PIPESTATUS[0]}"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+    assert proc.stdout.splitlines()[:2] == ["line 0", "line 1"]
+    assert proc.stdout.splitlines()[2] in ("status 0", "status 141")  # 0 if all fit in the pipe first
+    assert proc.stderr == ""
+
+
+# -- grpc's own log lines (item 9) --------------------------------------------------------------
+
+
+def test_grpc_core_logs_only_with_debug(emu: Emulator) -> None:
+    args = ["--endpoint", emu.address, "--api-key", API_KEY, "--folder-id", FOLDER, "--timeout", "1", "hi"]
+    proc = run(*args)  # TLS to a plaintext server: each handshake fails, and grpc logs about it
+    assert proc.returncode == 5
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("yandexgpt-grpc: error: "), proc.stderr
+    debug = run(*args, "--debug")
+    assert "ssl_transport_security" in debug.stderr  # the test would see the lines if they came
+    own = run(*args, env=clean_env(GRPC_VERBOSITY="INFO"))  # a user's own setting is theirs
+    assert "ssl_transport_security" in own.stderr
+
+
+def test_ctrl_c_during_a_unary_call_cancels_it(emu: Emulator) -> None:
+    """One-shot calls run on the blocking Client: Ctrl-C must still reach the wire as a cancel."""
+    emu.enqueue("Completion", Fault(stall=True))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "yandexgpt_grpc", *conn(emu), "stall please"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert emu.wait_for(lambda: len(emu.calls_for("Completion")) == 1, timeout=20)
+        time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (130, "", "yandexgpt-grpc: interrupted\n")
+    call = emu.calls_for("Completion")[0]
+    assert emu.wait_for(lambda: call.cancelled, timeout=5), "the server never saw the cancel"

@@ -63,6 +63,21 @@ def test_plain_import_defers_the_generated_stubs() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_client_call_defers_what_it_does_not_use() -> None:
+    """Service-account keys, the VM metadata service and json_format load on first use only."""
+    code = (
+        "import sys; from yandexgpt_grpc import Client; "
+        "c = Client('127.0.0.1:1', insecure=True, api_key='k', folder_id='f'); c.close(); "
+        "lazy = ['yandexgpt_grpc._auth_sa', 'yandexgpt_grpc._auth_metadata', 'google.protobuf.json_format', "
+        "'http.client']; "
+        "assert not [m for m in lazy if m in sys.modules], [m for m in lazy if m in sys.modules]; "
+        "from yandexgpt_grpc import ServiceAccountKey, MetadataService; "
+        "from yandexgpt_grpc._auth import ServiceAccountKey as again; "
+        "assert again is ServiceAccountKey and 'yandexgpt_grpc._auth_sa' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_fast_alternative_equals_the_constructed_one() -> None:
     from yandexgpt_grpc import Alternative, AlternativeStatus, ToolCall
     from yandexgpt_grpc._types import make_alternative
@@ -156,8 +171,9 @@ async def test_stream_fallbacks_match_alternative_of(kind: str, odd_server: str)
         ("", "", True),
         ("Xy", "Xy", False),
     ]
-    unspecified, partial = AlternativeStatus.UNSPECIFIED, AlternativeStatus.PARTIAL
-    assert [a.status for a in got] == [partial, unspecified, partial, partial, AlternativeStatus.FINAL]
+    unknown, partial = AlternativeStatus(9), AlternativeStatus.PARTIAL  # a number kept as UNKNOWN, not UNSPECIFIED
+    assert [a.status for a in got] == [partial, unknown, partial, partial, AlternativeStatus.FINAL]
+    assert got[1].status.is_unknown and int(got[1].status) == 9
 
 
 def test_a_str_prompt_builds_the_same_request_as_a_user_message() -> None:

@@ -1,9 +1,9 @@
-"""Every ```python block in README.md runs, as its own script, against a TLS emulator.
+"""Every ```python block in README.md runs, as its own script, against a TLS emulator, and passes mypy --strict.
 
 The convention (also stated at the end of the README): YANDEXGPT_ENDPOINT names the emulator,
 GRPC_DEFAULT_SSL_ROOTS_FILE_PATH makes grpc trust its throwaway CA, so blocks written for the real
 cloud (TLS, credentials from the environment) run unchanged. A block right after a
-`<!-- no-test: reason -->` line is skipped.
+`<!-- no-test: reason -->` line is not run, but it is type-checked like the others: users copy it too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pytest
 from tests._certs import make_ca_and_server_cert
 from yandexgpt_grpc.testing import Emulator
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 API_KEY = "readme-test-key"
 _BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 _NO_TEST = re.compile(r"<!-- no-test: [^>]+-->\s*$")
@@ -84,3 +85,27 @@ def test_block_runs(line: int, code: str, skipped: bool, tls_env: dict[str, str]
     )
     assert proc.returncode == 0, f"README.md block at line {line} failed:\n{proc.stderr}"
     assert API_KEY not in proc.stdout + proc.stderr
+
+
+def test_every_block_passes_mypy_strict(tmp_path: Path) -> None:
+    """One mypy run over all blocks, each its own module; the project's mypy cache keeps it quick."""
+    files = []
+    for line, code, _ in BLOCKS:
+        path = tmp_path / f"readme_line{line}.py"
+        path.write_text(code, encoding="utf-8")
+        files.append(str(path))
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--config-file", str(ROOT / "pyproject.toml")]
+    proc = subprocess.run(
+        [*mypy, "--no-error-summary", "--cache-dir", str(ROOT / ".mypy_cache"), *files],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Point at README.md's own lines: "readme_line63.py:10: error" is README.md line 63 + 10.
+    problems = [
+        f"README.md:{int(m.group(1)) + int(m.group(2))}: {m.group(3)}"
+        for m in re.finditer(r"readme_line(\d+)\.py:(\d+): (.*)", proc.stdout)
+    ]
+    assert proc.returncode == 0 and not problems, "\n".join(problems) or proc.stdout + proc.stderr

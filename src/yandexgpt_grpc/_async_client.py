@@ -10,17 +10,17 @@ import grpc
 
 from . import _retry
 from ._base import ClientBase, MetadataInput, Timeout
-from ._channel import UNPARSABLE, completion_once, open_channel, unparsable_error
+from ._channel import closed_error, open_channel, task_cancelled, unparsable_error
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
-from ._errors import ClientClosedError, EventLoopError
+from ._errors import ClientClosedError, EventLoopError, from_rpc_error
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 from ._operations import AsyncOperation, acall_unary
 from ._public import public
-from ._retry import CallRetry, RetryPolicy
+from ._retry import AttemptFailed, CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
@@ -45,7 +45,6 @@ class AsyncClient(ClientBase):
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._completion: Any = None
-        self._completion_once: Any = None
 
     def _ensure_channel(self) -> Any:
         """The Completion callable, creating the channel on first use in this loop."""
@@ -65,7 +64,6 @@ class AsyncClient(ClientBase):
         self._channel = channel
         self._loop = loop
         self._completion = tg_grpc.TextGenerationServiceStub(channel).Completion
-        self._completion_once = completion_once(channel)
         return self._completion
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
@@ -81,8 +79,9 @@ class AsyncClient(ClientBase):
     ) -> CompletionResult:
         """One request, one answer: waits for the whole text."""
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=False)
-        return await self._completion_call(request, cfg.attempts("Completion", timeout, retry, metadata))
+        request = cfg.prepare(model, messages, options, False)
+        self._ensure_channel()
+        return await _retry.acall(cfg.attempts("Completion", timeout, retry, metadata), self._complete_attempt, request)
 
     def _completion_call(
         self,
@@ -91,24 +90,39 @@ class AsyncClient(ClientBase):
         before: Callable[[], Awaitable[object]] | None = None,
         on_error: Callable[[Any], object] | None = None,
     ) -> Awaitable[CompletionResult]:
-        """complete() for a built request (arun_batch comes in here with its rate limiter's hooks)."""
+        """complete() for a built request, with the driver's hooks (arun_batch's rate limiter)."""
         self._ensure_channel()
         return _retry.acall(tries, self._complete_attempt, request, before, on_error)
 
     async def _complete_attempt(
         self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
     ) -> CompletionResult:
-        """One attempt of complete(): Completion called as a unary RPC (see completion_once)."""
-        call = self._completion_once(request, timeout=timeout, metadata=md)
+        """One attempt of complete(): the answer read as the stream it is, as the blocking client reads it.
+
+        Not as a unary call: that waits for a status after the first message, so a second message,
+        an abort after one, a missing status or a GOAWAY would hang until the deadline.
+        """
+        call = self._completion(request, timeout=timeout, metadata=md)
+        resp: tg_pb2.CompletionResponse | None = None
         try:
-            resp = await call
-            if resp is UNPARSABLE:
-                raise unparsable_error(await call.initial_metadata())
+            async for message in call:
+                if message is None:  # grpc.aio's word for a message it could not parse
+                    call.cancel()
+                    raise unparsable_error(await call.initial_metadata())
+                resp = message
             initial = await call.initial_metadata()
             trailing = await call.trailing_metadata()
-        except grpc.RpcError:
+        except grpc.RpcError as exc:
+            if resp is None:
+                raise
+            raise AttemptFailed(exc, responded=True) from exc
+        except asyncio.CancelledError:
+            if self._closed and not task_cancelled():  # close() from another task, not a cancellation
+                err = from_rpc_error(closed_error(), attempts=tries.attempt)
+                raise err from None
+            call.cancel()
             raise
-        except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
             call.cancel()
             raise
         tries.finished(grpc.StatusCode.OK, initial)
@@ -132,9 +146,9 @@ class AsyncClient(ClientBase):
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed")
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=True)
+        request = cfg.prepare(model, messages, options, True)
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
-        return AsyncCompletionStream(self._stream_call, request, tries)
+        return AsyncCompletionStream(self._stream_call, request, tries, lambda: self._closed)
 
     def _stream_call(self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata) -> Any:
         """Start one attempt of a stream, creating the channel on first use in this loop."""
@@ -153,7 +167,7 @@ class AsyncClient(ClientBase):
     ) -> AsyncOperation:
         """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=False)
+        request = cfg.prepare(model, messages, options, False)
         tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
         pb, initial = await acall_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
         return AsyncOperation(pb.id, cfg, self._operations, pb=pb, initial=initial)
@@ -191,7 +205,7 @@ class AsyncClient(ClientBase):
         **options: Unpack[GenerationOptions],
     ) -> TokenizeResult:
         """The tokens of a whole request (messages, tools, options): what its input costs."""
-        request = self._config.prepare(model, messages, options, stream=False)
+        request = self._config.prepare(model, messages, options, False)
         tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
         return tokens_answer(
             *await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request)

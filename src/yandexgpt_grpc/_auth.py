@@ -14,7 +14,7 @@ import inspect
 import os
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._auth_base import (
     Clock,
@@ -24,12 +24,31 @@ from ._auth_base import (
     Token,
     clean_secret,
 )
-from ._auth_metadata import ENV_METADATA_ADDR, MetadataService
-from ._auth_sa import ServiceAccountKey
 from ._checks import strip_auth_scheme
-from ._constants import ENV_API_KEY, ENV_IAM_TOKEN
+from ._constants import ENV_API_KEY, ENV_IAM_TOKEN, ENV_METADATA_ADDR
 from ._errors import ConfigurationError
 from ._public import public
+
+if TYPE_CHECKING:
+    from ._auth_metadata import MetadataService
+    from ._auth_sa import ServiceAccountKey
+
+# Service-account keys (the IAM stubs, JWT signing) and the VM metadata service (http.client, email)
+# load on first use: most processes authenticate with a key or a token, and a one-shot command
+# should not pay for them at start-up.
+_LAZY = {"ServiceAccountKey": "._auth_sa", "MetadataService": "._auth_metadata"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module, __package__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ApiKey",
@@ -217,8 +236,12 @@ def resolve_credentials(
         return IamToken(environ[ENV_IAM_TOKEN])
     key_file = environ.get(ENV_SERVICE_ACCOUNT_KEY_FILE, "").strip()
     if key_file:
+        from ._auth_sa import ServiceAccountKey
+
         return ServiceAccountKey.from_file(key_file)
     if environ.get(ENV_METADATA_CREDENTIALS, "").strip().lower() in _TRUE:
+        from ._auth_metadata import MetadataService
+
         return MetadataService(env=environ)
     raise ConfigurationError(
         "no credentials: pass api_key=, iam_token= or credentials=, or set "

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ._auth_base import Clock, CredentialsError, RefreshingCredentials, Token
+from ._constants import ENV_METADATA_ADDR
 from ._errors import ConfigurationError
 from ._public import public
 
@@ -21,7 +22,6 @@ __all__ = ["DEFAULT_METADATA_ADDR", "METADATA_TOKEN_PATH", "MetadataService"]
 
 DEFAULT_METADATA_ADDR = "169.254.169.254"
 METADATA_TOKEN_PATH = "/computeMetadata/v1/instance/service-accounts/default/token"
-ENV_METADATA_ADDR = "YC_METADATA_ADDR"
 
 
 class MetadataService(RefreshingCredentials):

@@ -234,10 +234,10 @@ class ClientConfig:
             self.credentials,
             method,
             new_request_id(),
-            stream=stream,
-            config=self,
-            metadata=metadata,
-            operation_id=operation_id,
+            stream,
+            self,
+            metadata,
+            operation_id,
         )
 
     def describe(self, name: str) -> str:

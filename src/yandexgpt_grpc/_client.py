@@ -64,7 +64,7 @@ class Client(ClientBase):
         """One request, one answer: waits for the whole text."""
         self._check_open()
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=False)
+        request = cfg.prepare(model, messages, options, False)
         tries = cfg.attempts("Completion", timeout, retry, metadata)
         return _retry.call(tries, self._complete_attempt, request)
 
@@ -106,7 +106,7 @@ class Client(ClientBase):
         """
         self._check_open()
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=True)
+        request = cfg.prepare(model, messages, options, True)
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
         return CompletionStream(self._stream_call, request, tries)
 
@@ -129,7 +129,7 @@ class Client(ClientBase):
         """Start a generation in asynchronous mode; returns a handle to poll, wait for or cancel."""
         self._check_open()
         cfg = self._config
-        request = cfg.prepare(model, messages, options, stream=False)
+        request = cfg.prepare(model, messages, options, False)
         tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
         pb, initial = call_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
         return Operation(pb.id, cfg, self._operations, pb=pb, initial=initial)
@@ -168,7 +168,7 @@ class Client(ClientBase):
     ) -> TokenizeResult:
         """The tokens of a whole request (messages, tools, options): what its input costs."""
         self._check_open()
-        request = self._config.prepare(model, messages, options, stream=False)
+        request = self._config.prepare(model, messages, options, False)
         tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
         return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request))
 

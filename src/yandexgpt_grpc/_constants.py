@@ -24,6 +24,7 @@ ENV_API_KEY: Final = "YC_API_KEY"
 ENV_IAM_TOKEN: Final = "YC_IAM_TOKEN"
 ENV_FOLDER_ID: Final = "YC_FOLDER_ID"
 ENV_ENDPOINT: Final = "YANDEXGPT_ENDPOINT"
+ENV_METADATA_ADDR: Final = "YC_METADATA_ADDR"
 
 # gRPC metadata keys: sent by the client, then those the server answers with.
 HEADER_AUTHORIZATION: Final = "authorization"

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import grpc
-from google.protobuf import json_format
 
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._errors import ConfigurationError, IncompleteStreamError, YandexGPTError, error_class, find_header
@@ -350,10 +349,17 @@ def usage_of(pb: common_pb2.ContentUsage) -> Usage:
 
 def tool_calls_of(msg: common_pb2.Message) -> tuple[ToolCall, ...]:
     return tuple(
-        ToolCall(tc.function_call.name, _whole_numbers(json_format.MessageToDict(tc.function_call.arguments)))
+        ToolCall(tc.function_call.name, _whole_numbers(_struct_to_dict(tc.function_call.arguments)))
         for tc in msg.tool_call_list.tool_calls
         if tc.HasField("function_call")
     )
+
+
+def _struct_to_dict(pb: Any) -> Any:
+    # json_format (and the text_format it pulls in) loads only when a tool call arrives.
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(pb)
 
 
 def _whole_numbers(value: Any) -> Any:
@@ -372,7 +378,7 @@ def alternative_of(pb: common_pb2.Alternative, index: int, previous: str) -> Alt
     msg = pb.message
     text = msg.text
     value = pb.status
-    status = STATUSES[value] if value < len(STATUSES) else AlternativeStatus.UNSPECIFIED
+    status = STATUSES[value] if 0 <= value < len(STATUSES) else AlternativeStatus(value)  # UNKNOWN, number kept
     # text and tool_call_list share a oneof: a message with text has no tool calls to look for.
     calls = tool_calls_of(msg) if not text and msg.HasField("tool_call_list") else ()
     if text.startswith(previous):
@@ -398,11 +404,17 @@ def unary_result(
     resp: tg_pb2.CompletionResponse,
     request_id: str | None,
     trace_id: str | None,
-    *,
     initial: Any = (),
     trailing: Any = (),
 ) -> CompletionResult:
     alts = tuple(alternative_of(a, i, "") for i, a in enumerate(resp.alternatives))
+    if not alts or not all(a.is_final for a in alts):
+        # What the stream raises for the same answer: text that may be cut short is no result.
+        raise IncompleteStreamError(
+            "the answer has no final alternative; the text may be cut short",
+            partial=alts[0] if alts else None,
+            request_id=request_id,
+        )
     return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)
 
 
@@ -412,7 +424,7 @@ def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trai
     if resp is None:
         raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
     trace_id = find_header(initial, HEADER_TRACE_ID)
-    return unary_result(resp, rid, trace_id, initial=tuple(initial), trailing=tuple(trailing))
+    return unary_result(resp, rid, trace_id, tuple(initial), tuple(trailing))
 
 
 def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:

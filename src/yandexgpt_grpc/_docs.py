@@ -48,14 +48,12 @@ OPTIONS: dict[str, tuple[str, str]] = {
     ),
 }
 
+_CALL_TIMEOUT = f"the client's timeout ({DEFAULT_TIMEOUT:g} s; {DEFAULT_STREAM_TIMEOUT:g} s for a stream)"
 CALL_ARGS: dict[str, tuple[str, str]] = {
     "model": ('a short name ("yandexgpt-lite", "yandexgpt/rc") expanded with folder_id, or a gpt:// URI', "required"),
     "messages": ("a str (one user turn), a Message or dict, or a sequence of them", "required"),
     "text": ("the text to split into the model's tokens", "required"),
-    "timeout": (
-        "seconds for the whole call, retries and waits included; None: no deadline",
-        f"the client's timeout ({DEFAULT_TIMEOUT:g} s; {DEFAULT_STREAM_TIMEOUT:g} s for a stream)",
-    ),
+    "timeout": ("seconds for the whole call, retries and waits included; None: no deadline", _CALL_TIMEOUT),
     "metadata": ("extra gRPC metadata for this call, a mapping or (key, value) pairs; keys lowercase", "None"),
     "retry": ("a RetryPolicy for this call; None: no retries", "the client's policy"),
 }

@@ -280,11 +280,10 @@ class AsyncOperation(_OperationBase):
         self._update(*await acall_unary(*self._get_call(timeout, deadline)))
 
     async def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
-        """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
+        """`Operation.wait`, awaited: poll until done; OperationTimeoutError after `timeout` seconds.
 
-        Pauses start at `poll_interval` and grow by half each time, to at most ten times it
-        (30 s at most), never past the timeout (the poll at its very end gets 0.5 s to answer);
-        `timeout=None` waits as long as it takes.
+        The same pauses: from `poll_interval`, half as long again each time, at most ten times it
+        (30 s at most) and never past the timeout; `timeout=None` waits as long as it takes.
         """
         if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
             return await _retry._hooks.await_(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]

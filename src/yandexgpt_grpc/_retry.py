@@ -180,14 +180,13 @@ class CallRetry:
         "timeout",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - made on every call; passed positionally (keywords cost ~3 k instructions)
         self,
         policy: RetryPolicy,
         timeout: float | None,
         creds: Credentials,
         method: str,
         request_id: str,
-        *,
         stream: bool = False,
         config: ClientConfig | None = None,
         metadata: MetadataInput = None,
@@ -242,12 +241,9 @@ class CallRetry:
             return left
         return per_attempt if self.limited else left
 
-    def metadata(self, authorization: str) -> Metadata:
-        """The metadata of the current attempt: credentials, request id, static and per-call pairs."""
-        cfg = self.config
-        assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
-        md = cfg.metadata(authorization, self.request_id, self.extra)
-        return md if self.attempt == 1 else (*md, (HEADER_ATTEMPT, str(self.attempt)))
+    def retried(self, md: Metadata) -> Metadata:
+        """A retry's metadata: the first attempt's plus the attempt number."""
+        return (*md, (HEADER_ATTEMPT, str(self.attempt)))
 
     def retry_after(self, exc: Any, rejected: str, *, responded: bool = False, timed_out: bool = False) -> float:
         """THE retry rule: seconds to wait before the next attempt (0: at once), or raise the call's error.
@@ -262,7 +258,8 @@ class CallRetry:
             self.failed(exc)
         delay = self.delay(exc, rejected, responded, timed_out)
         if delay is None:
-            raise self.failure(exc, timed_out=timed_out) from exc
+            err = self.failure(exc, timed_out=timed_out)
+            raise err from err.__cause__  # grpc's error, or its redacted stand-in
         if self.span is not None:
             self.span.retrying(self, exc, delay, timed_out)
         return delay
@@ -301,14 +298,22 @@ class CallRetry:
         return delay
 
     def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
-        """The error to raise (`from exc`) for an attempt the call will not retry."""
+        """The error to raise (`from` its `__cause__`) for an attempt the call will not retry."""
         if timed_out:
-            return DeadlineExceededError(
+            err: APIError = DeadlineExceededError(
                 f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
                 attempts=self.attempt,
                 operation_id=self.operation_id,
             )
-        return from_rpc_error(exc, partial=partial, attempts=self.attempt, operation_id=self.operation_id)
+            err.__cause__ = exc
+            return err
+        return from_rpc_error(
+            exc,
+            partial=partial,
+            attempts=self.attempt,
+            operation_id=self.operation_id,
+            secrets=self.creds.sent_secrets(),
+        )
 
     def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
@@ -369,14 +374,16 @@ def call(
     """
     if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
         return _hooks.call(tries, attempt, request, before, on_error)  # type: ignore[no-any-return]
-    creds = tries.creds
+    creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
+    assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
     while True:
         if before is not None:
             before()
         auth = creds.static_authorization or _authorize(creds)
         timeout = tries.start()
+        md = cfg.metadata(auth, request_id, extra)
         try:
-            return attempt(tries, request, timeout, tries.metadata(auth))
+            return attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
         except grpc.RpcError as exc:
             if on_error is not None:
                 on_error(exc)
@@ -399,14 +406,16 @@ async def acall(
     """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
     if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
         return await _hooks.acall(tries, attempt, request, before, on_error)  # type: ignore[no-any-return]
-    creds = tries.creds
+    creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
+    assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
     while True:
         if before is not None:
             await before()
         auth = creds.static_authorization or await creds.aauthorization()
         timeout = tries.start()
+        md = cfg.metadata(auth, request_id, extra)
         try:
-            return await attempt(tries, request, timeout, tries.metadata(auth))
+            return await attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
         except grpc.RpcError as exc:
             if on_error is not None:
                 on_error(exc)
