@@ -120,7 +120,7 @@ def test_testing_exports_are_pinned() -> None:
 def test_implementation_modules_are_private() -> None:
     """Everything but the entry points lives in _modules behind __init__."""
     public = {m.name for m in pkgutil.iter_modules(yandexgpt_grpc.__path__) if not m.name.startswith("_")}
-    assert public == {"cli", "demo", "langchain", "testing"}
+    assert public == {"cli", "demo", "langchain", "otel", "testing"}
     for name in public:
         importlib.import_module(f"yandexgpt_grpc.{name}")
 
@@ -129,6 +129,12 @@ def test_langchain_module_exports() -> None:
     """An optional extra: public, but only its chat model."""
     module = importlib.import_module("yandexgpt_grpc.langchain")
     assert module.__all__ == ["ChatYandexGPT"]
+
+
+def test_otel_module_exports() -> None:
+    """An optional extra: public, its switch only; importing it imports no OpenTelemetry."""
+    module = importlib.import_module("yandexgpt_grpc.otel")
+    assert module.__all__ == ["instrument", "is_instrumented", "uninstrument"]
 
 
 def test_errors_derive_from_one_base() -> None:

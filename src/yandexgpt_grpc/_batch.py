@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import grpc
 
-from . import _progress
+from . import _progress, _retry
 from ._async_client import AsyncClient
 from ._batch_io import (
     INCOMPLETE,
@@ -588,10 +588,17 @@ async def _run(
             await asyncio.sleep(_TICK)
             bar.refresh()
 
+    # Instrumented (yandexgpt_grpc.otel): the run is one span, current while the workers start, so
+    # each request's span is its child.
+    span = None if _retry._hooks is None else _retry._hooks.batch(cfg, model, todo_count)
+    failure: BaseException | None = None
     tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, todo_count))]
     ticker = asyncio.ensure_future(tick()) if bar is not None else None
     try:
         await asyncio.gather(*tasks)
+    except BaseException as exc:
+        failure = exc
+        raise
     finally:
         for task in tasks:  # one worker failed, or we were cancelled: stop the rest
             task.cancel()
@@ -603,6 +610,8 @@ async def _run(
         finally:
             if bar is not None:
                 bar.finish()
+            if span is not None:
+                span.batch_ended(summary, failure)
 
 
 def run_batch(

@@ -238,6 +238,11 @@ class Operation(_OperationBase):
         (30 s at most), never past the timeout (the poll at its very end gets 0.5 s to answer);
         `timeout=None` waits as long as it takes.
         """
+        if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
+            return _retry._hooks.wait(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]
+        return self._wait(timeout, poll_interval)
+
+    def _wait(self, timeout: float | None, poll_interval: float) -> CompletionResult:
         schedule = _Schedule(timeout, poll_interval)
         while not self.done:
             try:
@@ -280,6 +285,11 @@ class AsyncOperation(_OperationBase):
         The same pauses: from `poll_interval`, half as long again each time, at most ten times it
         (30 s at most) and never past the timeout; `timeout=None` waits as long as it takes.
         """
+        if _retry._hooks is not None:  # instrumented: the whole wait is one span (yandexgpt_grpc.otel)
+            return await _retry._hooks.await_(self, self._wait, timeout, poll_interval)  # type: ignore[no-any-return]
+        return await self._wait(timeout, poll_interval)
+
+    async def _wait(self, timeout: float | None, poll_interval: float) -> CompletionResult:
         schedule = _Schedule(timeout, poll_interval)
         while not self.done:
             try:

@@ -54,6 +54,10 @@ _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 _DEBUG = logging.DEBUG
 
+# yandexgpt_grpc.otel.instrument() puts its hooks here; while it is None (not instrumented) a call pays
+# one test of it and nothing is imported or measured.
+_hooks: Any = None
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -170,6 +174,7 @@ class CallRetry:
         "policy",
         "refreshed",
         "request_id",
+        "span",
         "started",
         "stream",
         "timeout",
@@ -203,6 +208,7 @@ class CallRetry:
         self.first_response_timeout: float | None = None
         self.started: float | None = None
         self.last: BaseException | None = None
+        self.span: Any = None  # the call's telemetry while instrumented (see yandexgpt_grpc.otel)
 
     def start(self) -> float | None:
         """Begin the next attempt and return the grpc timeout to give it.
@@ -254,6 +260,8 @@ class CallRetry:
         if delay is None:
             err = self.failure(exc, timed_out=timed_out)
             raise err from err.__cause__  # grpc's error, or its redacted stand-in
+        if self.span is not None:
+            self.span.retrying(self, exc, delay, timed_out)
         return delay
 
     def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
@@ -364,6 +372,8 @@ def call(
     grpc.RpcError of a failed RPC (or AttemptFailed for a timed-out or half-answered one). `before`
     runs ahead of every attempt, `on_error` sees every failed attempt's error (a rate limiter's hooks).
     """
+    if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
+        return _hooks.call(tries, attempt, request, before, on_error)  # type: ignore[no-any-return]
     creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
     assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
     while True:
@@ -394,6 +404,8 @@ async def acall(
     on_error: Callable[[Any], object] | None = None,
 ) -> T:
     """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
+    if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
+        return await _hooks.acall(tries, attempt, request, before, on_error)  # type: ignore[no-any-return]
     creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
     assert cfg is not None, "a CallRetry made without a ClientConfig cannot drive a call"
     while True:

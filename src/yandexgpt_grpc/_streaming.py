@@ -115,13 +115,19 @@ class _StreamState:
         self._trailing = trailing
         self._retry.finished(grpc.StatusCode.OK, self._initial)
         alts = self._alts
+        span = self._retry.span  # telemetry, while instrumented (yandexgpt_grpc.otel)
         if self._last is None or not alts or not all(a.is_final for a in alts.values()):
-            raise IncompleteStreamError(
+            err = IncompleteStreamError(
                 "the stream ended without a final alternative; the text may be cut short",
                 partial=self._partial(),
                 request_id=self.request_id,
-            ) from None
+            )
+            if span is not None:
+                span.stream_failed(self, err)
+            raise err from None
         self._ended = True
+        if span is not None:
+            span.stream_ended(self)
 
     def _headers(self, md: Any) -> None:
         self._initial = md
@@ -162,6 +168,8 @@ class _StreamState:
             assert self._last is not None
             ordered = tuple(alts[i] for i in sorted(alts))
             err.final = result_of(self._last, ordered, self.request_id, self.trace_id, initial=_pairs(self._initial))
+        if retry.span is not None:
+            retry.span.stream_failed(self, err)
         return err
 
     def _cancel(self) -> None:
@@ -172,12 +180,16 @@ class _StreamState:
             self._done = True
             call.cancel()
             self._retry.finished(grpc.StatusCode.CANCELLED, self._initial)
+        if self._retry.span is not None:
+            self._retry.span.stream_closed(self)
 
     def __del__(self) -> None:
         # Abandoned without close(): cancel quietly (no logging; this may run at interpreter exit).
         try:
             if not self._done and self._call is not None:
                 self._call.cancel()
+            if self._retry.span is not None:
+                self._retry.span.stream_closed(self, abandoned=True)
         except Exception:
             pass
 
