@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Final, overload
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -15,16 +16,29 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 
 if TYPE_CHECKING:
+    from typing import Literal, TypeAlias
+
+    from grpc import _CallIterator  # typeshed's name for what a blocking server-streaming call returns
+
     from ._base import ClientConfig
 
-ChannelOptions = Sequence[tuple[str, Any]]
+    # The transport's call shapes, in the stubs' types (checked only; nothing here exists at run time).
+    CompletionCall: TypeAlias = _CallIterator[tg_pb2.CompletionResponse]
+    AsyncCompletionCall: TypeAlias = grpc.aio.UnaryStreamCall[tg_pb2.CompletionRequest, tg_pb2.CompletionResponse]
+    CompletionOnce: TypeAlias = grpc.aio.UnaryUnaryMultiCallable[
+        tg_pb2.CompletionRequest, "tg_pb2.CompletionResponse | Unparsable"
+    ]
+    # Metadata as grpc hands it over: a tuple of pairs (blocking) or a grpc.aio Metadata.
+    Headers: TypeAlias = tuple[tuple[str, str | bytes], ...] | grpc.aio.Metadata
+
+ChannelOptions = Sequence[tuple[str, object]]
 
 # grpc matches this exact key (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream's value).
 _SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
 
 
-def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, Any]]:
-    opts: dict[str, Any] = {
+def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, object]]:
+    opts: dict[str, object] = {
         "grpc.primary_user_agent": USER_AGENT,
         "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
         "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -52,10 +66,18 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
 _COMPLETION_PATH = "/yandex.cloud.ai.foundation_models.v1.TextGenerationService/Completion"
 # What grpc's blocking API says when it fails a call over a response it cannot parse.
 UNPARSABLE_DETAILS = "Exception deserializing response!"
-UNPARSABLE: Any = object()
 
 
-def _parse_completion(data: bytes) -> Any:
+class Unparsable(enum.Enum):
+    """The type of UNPARSABLE (an enum member, so `resp is UNPARSABLE` narrows the type)."""
+
+    UNPARSABLE = "unparsable"
+
+
+UNPARSABLE: Final = Unparsable.UNPARSABLE
+
+
+def _parse_completion(data: bytes) -> tg_pb2.CompletionResponse | Unparsable:
     """CompletionResponse.FromString, but a response that does not parse comes back as UNPARSABLE.
 
     grpc.aio hands over None both for that and for an answer without a message; this tells them apart.
@@ -66,12 +88,12 @@ def _parse_completion(data: bytes) -> Any:
         return UNPARSABLE
 
 
-def unparsable_error(initial: Any) -> grpc.aio.AioRpcError:
+def unparsable_error(initial: grpc.aio.Metadata) -> grpc.aio.AioRpcError:
     """The INTERNAL failure the blocking API raises for an unparsable response, for grpc.aio calls."""
     return grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, initial, grpc.aio.Metadata(), UNPARSABLE_DETAILS)
 
 
-def completion_once(channel: Any) -> Any:
+def completion_once(channel: grpc.aio.Channel) -> CompletionOnce:
     """Completion called as a unary RPC: one request, one response, one await.
 
     The method is server-streaming, but with `stream=false` the server sends exactly one
@@ -85,7 +107,11 @@ def completion_once(channel: Any) -> Any:
     )
 
 
-def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> Any:
+@overload
+def open_channel(cfg: ClientConfig, target: str, *, aio: Literal[False]) -> grpc.Channel: ...
+@overload
+def open_channel(cfg: ClientConfig, target: str, *, aio: Literal[True]) -> grpc.aio.Channel: ...
+def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> grpc.Channel | grpc.aio.Channel:
     """A channel to `target` under the client's rules: TLS unless insecure (loopback only, checked)."""
     if cfg.insecure:
         return (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options=cfg.options)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ._base import ClientConfig, MetadataInput
 
 T = TypeVar("T")
+R = TypeVar("R")  # the request an attempt sends
 Metadata = tuple[tuple[str, str], ...]
 
 # Looked up at call time so tests can replace them with a fake clock.
@@ -344,10 +345,10 @@ def _authorize(creds: Credentials) -> str:
 
 def call(
     tries: CallRetry,
-    attempt: Callable[[CallRetry, Any, float | None, Metadata], T],
-    request: Any,
+    attempt: Callable[[CallRetry, R, float | None, Metadata], T],
+    request: R,
     before: Callable[[], object] | None = None,
-    on_error: Callable[[Any], object] | None = None,
+    on_error: Callable[[grpc.RpcError | None], object] | None = None,
 ) -> T:
     """Run one logical blocking call: `attempt(tries, request, timeout, metadata)` until it answers or gives up.
 
@@ -379,10 +380,10 @@ def call(
 
 async def acall(
     tries: CallRetry,
-    attempt: Callable[[CallRetry, Any, float | None, Metadata], Awaitable[T]],
-    request: Any,
+    attempt: Callable[[CallRetry, R, float | None, Metadata], Awaitable[T]],
+    request: R,
     before: Callable[[], Awaitable[object]] | None = None,
-    on_error: Callable[[Any], object] | None = None,
+    on_error: Callable[[grpc.RpcError | None], object] | None = None,
 ) -> T:
     """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
     creds, cfg, request_id, extra = tries.creds, tries.config, tries.request_id, tries.extra
