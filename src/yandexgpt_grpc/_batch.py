@@ -21,7 +21,7 @@ from typing import Any, TextIO
 import grpc
 
 from ._async_client import AsyncClient
-from ._convert import _OPTION_NAMES, build_request, normalize_messages
+from ._convert import _OPTION_NAMES, MessagesInput, build_request, normalize_messages
 from ._errors import APIError, YandexGPTError, rpc_code
 from ._public import public
 from ._retry import RetryPolicy
@@ -71,13 +71,16 @@ class BatchSummary:
         return not self.failed and not self.problems
 
 
+Record = dict[str, Any]  # an output line as on_result sees it: JSON values, indexed by callers without casts
+
+
 @dataclass(frozen=True)
 class _Item:
     line: int
-    id: Any
-    messages: Any
+    id: object  # any JSON value
+    messages: MessagesInput  # as read from the file; prepare() checks it before any I/O
     model: str | None
-    options: Mapping[str, Any]
+    options: Mapping[str, object]
 
 
 class RateLimiter:
@@ -204,7 +207,7 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def _id_key(value: Any) -> str:
+def _id_key(value: object) -> str:
     """Ids compare as JSON, so "1" and 1 stay different requests."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -308,7 +311,7 @@ class _Output:
     def __init__(self, path: PathLike) -> None:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def write(self, record: Mapping[str, Any]) -> None:
+    def write(self, record: Mapping[str, object]) -> None:
         data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
         view = memoryview(data)
         while view:
@@ -321,9 +324,9 @@ class _Output:
             os.close(self._fd)
 
 
-def _success(item: _Item, result: CompletionResult) -> dict[str, Any]:
+def _success(item: _Item, result: CompletionResult) -> Record:
     usage = result.usage
-    record: dict[str, Any] = {
+    record: Record = {
         "id": item.id,
         "text": result.text,
         "status": result.status.name,
@@ -339,7 +342,7 @@ def _success(item: _Item, result: CompletionResult) -> dict[str, Any]:
     return record
 
 
-def _failure(item: _Item, exc: Exception) -> dict[str, Any]:
+def _failure(item: _Item, exc: Exception) -> Record:
     if isinstance(exc, APIError):
         error = {"code": exc.code.name, "message": exc.details}
         if exc.request_id:
@@ -362,7 +365,7 @@ async def arun_batch(
     retry_failed: bool = False,
     progress: bool | TextIO | None = None,
     on_problem: Callable[[BatchProblem], None] | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[Record], None] | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
 ) -> BatchSummary:
@@ -415,7 +418,7 @@ async def arun_batch(
     output = _Output(output_path)
     queue: Iterator[_Item] = iter(todo)
 
-    async def answer(item: _Item) -> dict[str, Any]:
+    async def answer(item: _Item) -> Record:
         # Every attempt goes through the client's retry driver; the limiter only adds its hooks:
         # wait for a turn before each attempt, slow down on each RESOURCE_EXHAUSTED.
         began = 0.0
@@ -424,7 +427,7 @@ async def arun_batch(
             nonlocal began
             began = await limiter.acquire()
 
-        def on_error(exc: Any) -> None:
+        def on_error(exc: grpc.RpcError | None) -> None:
             if rpc_code(exc) is grpc.StatusCode.RESOURCE_EXHAUSTED:
                 limiter.slow_down(began)
 
@@ -477,8 +480,8 @@ def run_batch(
     retry_failed: bool = False,
     progress: bool | TextIO | None = None,
     on_problem: Callable[[BatchProblem], None] | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
-    **client_kwargs: Any,
+    on_result: Callable[[Record], None] | None = None,
+    **client_kwargs: Any,  # AsyncClient's keyword arguments, each checked by AsyncClient itself
 ) -> BatchSummary:
     """The blocking face of `arun_batch`: builds an AsyncClient from `client_kwargs` and runs it.
 

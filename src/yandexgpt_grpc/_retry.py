@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import grpc
 
@@ -37,6 +37,8 @@ from ._public import public
 if TYPE_CHECKING:
     from ._auth import Credentials
     from ._base import ClientConfig, MetadataInput
+    from ._channel import Headers
+    from ._types import Alternative
 
 T = TypeVar("T")
 R = TypeVar("R")  # the request an attempt sends
@@ -118,7 +120,7 @@ class RetryPolicy:
 
     def next_delay(
         self,
-        exc: Any,
+        exc: grpc.RpcError | APIError | None,
         attempt: int,
         deadline: float | None,
         responded: bool = False,
@@ -240,7 +242,9 @@ class CallRetry:
         """A retry's metadata: the first attempt's plus the attempt number."""
         return (*md, (HEADER_ATTEMPT, str(self.attempt)))
 
-    def retry_after(self, exc: Any, rejected: str, *, responded: bool = False, timed_out: bool = False) -> float:
+    def retry_after(
+        self, exc: grpc.RpcError | None, rejected: str, *, responded: bool = False, timed_out: bool = False
+    ) -> float:
         """THE retry rule: seconds to wait before the next attempt (0: at once), or raise the call's error.
 
         `exc` is the attempt's grpc.RpcError (None when it timed out before grpc said anything);
@@ -256,7 +260,9 @@ class CallRetry:
             raise self.failure(exc, timed_out=timed_out) from exc
         return delay
 
-    def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
+    def delay(
+        self, exc: grpc.RpcError | None, rejected: str, responded: bool = False, timed_out: bool = False
+    ) -> float | None:
         """Seconds to wait before the next attempt (0: at once), or None to give up.
 
         `rejected` is the authorization value the failed attempt sent; `timed_out` says the
@@ -289,7 +295,9 @@ class CallRetry:
             )
         return delay
 
-    def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
+    def failure(
+        self, exc: grpc.RpcError | None, partial: Alternative | None = None, timed_out: bool = False
+    ) -> APIError:
         """The error to raise (`from exc`) for an attempt the call will not retry."""
         if timed_out:
             return DeadlineExceededError(
@@ -297,23 +305,25 @@ class CallRetry:
                 attempts=self.attempt,
                 operation_id=self.operation_id,
             )
+        assert exc is not None, "only a timed-out attempt comes without a grpc error"
         return from_rpc_error(exc, partial=partial, attempts=self.attempt, operation_id=self.operation_id)
 
-    def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
+    def finished(self, code: grpc.StatusCode, md: Headers = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
         if self.started is not None:
             log_rpc(self.method, code, self.started, self.attempt, self.request_id, md=md)
 
-    def failed(self, exc: Any) -> None:
+    def failed(self, exc: grpc.RpcError) -> None:
         if self.started is not None:
-            md = (*(exc.initial_metadata() or ()), *(exc.trailing_metadata() or ()))
+            call = cast("grpc.Call", exc)  # grpc's errors are its call objects too (typeshed: only RpcError)
+            md = (*(call.initial_metadata() or ()), *(call.trailing_metadata() or ()))
             log_rpc(self.method, rpc_code(exc), self.started, self.attempt, self.request_id, md=md)
 
 
 class AttemptFailed(Exception):
     """Raised by an attempt to tell the driver more than its grpc error says (rare paths only)."""
 
-    def __init__(self, error: Any, *, responded: bool = False, timed_out: bool = False) -> None:
+    def __init__(self, error: grpc.RpcError | None, *, responded: bool = False, timed_out: bool = False) -> None:
         super().__init__(error)
         self.error = error  # the grpc.RpcError, or None for an attempt timed out before grpc spoke
         self.responded = responded
