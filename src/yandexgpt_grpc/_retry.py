@@ -260,6 +260,21 @@ class CallRetry:
             raise self.failure(exc, timed_out=timed_out) from exc
         return delay
 
+    def after_failure(
+        self,
+        exc: grpc.RpcError | AttemptFailed,
+        rejected: str,
+        on_error: Callable[[grpc.RpcError | None], object] | None,
+    ) -> float:
+        """What both drivers do with a failed attempt: show its error to `on_error`, then apply `retry_after`."""
+        if isinstance(exc, AttemptFailed):
+            error, responded, timed_out = exc.error, exc.responded, exc.timed_out
+        else:
+            error, responded, timed_out = exc, False, False
+        if on_error is not None:
+            on_error(error)
+        return self.retry_after(error, rejected, responded=responded, timed_out=timed_out)
+
     def delay(
         self, exc: grpc.RpcError | None, rejected: str, responded: bool = False, timed_out: bool = False
     ) -> float | None:
@@ -376,14 +391,8 @@ def call(
         md = cfg.metadata(auth, request_id, extra)
         try:
             return attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
-        except grpc.RpcError as exc:
-            if on_error is not None:
-                on_error(exc)
-            delay = tries.retry_after(exc, auth)
-        except AttemptFailed as failed:
-            if on_error is not None:
-                on_error(failed.error)
-            delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
+        except (grpc.RpcError, AttemptFailed) as exc:
+            delay = tries.after_failure(exc, auth, on_error)
         if delay:
             sleep(delay)
 
@@ -406,14 +415,8 @@ async def acall(
         md = cfg.metadata(auth, request_id, extra)
         try:
             return await attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
-        except grpc.RpcError as exc:
-            if on_error is not None:
-                on_error(exc)
-            delay = tries.retry_after(exc, auth)
-        except AttemptFailed as failed:
-            if on_error is not None:
-                on_error(failed.error)
-            delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
+        except (grpc.RpcError, AttemptFailed) as exc:
+            delay = tries.after_failure(exc, auth, on_error)
         if delay:
             await asleep(delay)
 
