@@ -17,6 +17,7 @@ from yandexgpt_grpc import (
     IncompleteStreamError,
     InternalServerError,
     MessageTooLargeError,
+    MetadataTooLargeError,
     RateLimitError,
     RedactingFilter,
     StreamInterruptedError,
@@ -43,8 +44,8 @@ def test_every_status_code_has_its_own_class() -> None:
 
 
 def test_interrupted_variants_are_both_kinds_and_have_real_names() -> None:
-    bases = [*APIError._by_code.values(), APIError, MessageTooLargeError]
-    assert set(_errors._INTERRUPTED) == set(bases) and len(bases) == 18
+    bases = [*APIError._by_code.values(), APIError, MessageTooLargeError, MetadataTooLargeError]
+    assert set(_errors._INTERRUPTED) == set(bases) and len(bases) == 19
     source = inspect.getsource(_errors)
     for base in bases:
         variant = _errors._INTERRUPTED[base]

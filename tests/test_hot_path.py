@@ -171,8 +171,9 @@ async def test_stream_fallbacks_match_alternative_of(kind: str, odd_server: str)
         ("", "", True),
         ("Xy", "Xy", False),
     ]
-    unspecified, partial = AlternativeStatus.UNSPECIFIED, AlternativeStatus.PARTIAL
-    assert [a.status for a in got] == [partial, unspecified, partial, partial, AlternativeStatus.FINAL]
+    unknown, partial = AlternativeStatus(9), AlternativeStatus.PARTIAL  # a number kept as UNKNOWN, not UNSPECIFIED
+    assert [a.status for a in got] == [partial, unknown, partial, partial, AlternativeStatus.FINAL]
+    assert got[1].status.is_unknown and int(got[1].status) == 9
 
 
 def test_a_str_prompt_builds_the_same_request_as_a_user_message() -> None:

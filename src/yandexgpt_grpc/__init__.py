@@ -23,6 +23,7 @@ from ._errors import (
     InternalServerError,
     InvalidArgumentError,
     MessageTooLargeError,
+    MetadataTooLargeError,
     NotFoundError,
     OperationNotDoneError,
     OperationTimeoutError,
@@ -64,7 +65,7 @@ if TYPE_CHECKING:
         default_credentials,
         resolve_credentials,
     )
-    from ._batch import BatchProblem, BatchSummary, arun_batch, run_batch
+    from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
     from ._operations import AsyncOperation, Operation
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
@@ -82,6 +83,8 @@ _LAZY = {
     "ServiceAccountKey": "_auth",
     "default_credentials": "_auth",
     "resolve_credentials": "_auth",
+    "BatchDiskFullError": "_batch",
+    "BatchOutageError": "_batch",
     "BatchProblem": "_batch",
     "BatchSummary": "_batch",
     "arun_batch": "_batch",
@@ -108,6 +111,8 @@ __all__ = [
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchDiskFullError",
+    "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
     "CancelledError",
@@ -131,6 +136,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "MetadataService",
+    "MetadataTooLargeError",
     "NotFoundError",
     "Operation",
     "OperationNotDoneError",

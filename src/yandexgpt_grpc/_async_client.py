@@ -10,24 +10,24 @@ import grpc
 
 from . import _retry
 from ._base import ClientBase, MetadataInput, Timeout
-from ._channel import UNPARSABLE, completion_once, open_channel, unparsable_error
+from ._channel import closed_error, open_channel, task_cancelled, unparsable_error
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
-from ._errors import ClientClosedError, EventLoopError
+from ._errors import ClientClosedError, EventLoopError, from_rpc_error
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
 from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 from ._operations import AsyncOperation, acall_unary
 from ._public import public
-from ._retry import CallRetry, RetryPolicy
+from ._retry import AttemptFailed, CallRetry, RetryPolicy
 from ._streaming import AsyncCompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._channel import AsyncCompletionCall, CompletionOnce
+    from ._channel import AsyncCompletionCall
     from ._convert import GenerationOptions
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
@@ -50,9 +50,8 @@ class AsyncClient(ClientBase):
     def _setup(self) -> None:
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Both are set with the channel, before any call can reach them (see _ensure_channel).
+        # Set with the channel, before any call can reach it (see _ensure_channel).
         self._completion: AsyncCompletion = None  # type: ignore[assignment]
-        self._completion_once: CompletionOnce = None  # type: ignore[assignment]
 
     def _ensure_channel(self) -> AsyncCompletion:
         """The Completion callable, creating the channel on first use in this loop."""
@@ -72,7 +71,6 @@ class AsyncClient(ClientBase):
         self._channel = channel
         self._loop = loop
         self._completion = tg_grpc.TextGenerationServiceStub(channel).Completion
-        self._completion_once = completion_once(channel)
         return self._completion
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
@@ -106,17 +104,32 @@ class AsyncClient(ClientBase):
     async def _complete_attempt(
         self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
     ) -> CompletionResult:
-        """One attempt of complete(): Completion called as a unary RPC (see completion_once)."""
-        call = self._completion_once(request, timeout=timeout, metadata=md)
+        """One attempt of complete(): the answer read as the stream it is, as the blocking client reads it.
+
+        Not as a unary call: that waits for a status after the first message, so a second message,
+        an abort after one, a missing status or a GOAWAY would hang until the deadline.
+        """
+        call = self._completion(request, timeout=timeout, metadata=md)
+        resp: tg_pb2.CompletionResponse | None = None
         try:
-            resp = await call
-            if resp is UNPARSABLE:
-                raise unparsable_error(await call.initial_metadata())
+            async for message in call:
+                if message is None:  # grpc.aio's word for a message it could not parse
+                    call.cancel()
+                    raise unparsable_error(await call.initial_metadata())
+                resp = message
             initial = await call.initial_metadata()
             trailing = await call.trailing_metadata()
-        except grpc.RpcError:
+        except grpc.RpcError as exc:
+            if resp is None:
+                raise
+            raise AttemptFailed(exc, responded=True) from exc
+        except asyncio.CancelledError:
+            if self._closed and not task_cancelled():  # close() from another task, not a cancellation
+                err = from_rpc_error(closed_error(), attempts=tries.attempt)
+                raise err from None
+            call.cancel()
             raise
-        except BaseException:  # task cancelled (grpc has cancelled the RPC already), or worse
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
             call.cancel()
             raise
         tries.finished(grpc.StatusCode.OK, initial)
@@ -142,7 +155,7 @@ class AsyncClient(ClientBase):
         cfg = self._config
         request = cfg.prepare(model, messages, options, True)
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
-        return AsyncCompletionStream(self._stream_call, request, tries)
+        return AsyncCompletionStream(self._stream_call, request, tries, lambda: self._closed)
 
     def _stream_call(
         self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata

@@ -54,6 +54,11 @@ class Credentials(abc.ABC):
         """
         return None
 
+    def sent_secrets(self) -> tuple[str, ...]:
+        """The secrets in header values this credential has handed out (no I/O): errors redact them."""
+        header = self.static_authorization
+        return (header.split(" ", 1)[-1],) if header else ()
+
     def invalidate(self, rejected: str) -> None:  # noqa: B027 - deliberately a no-op by default
         """Tell the credential that the server refused ``rejected`` (a previous header value).
 
@@ -289,6 +294,10 @@ class RefreshingCredentials(Credentials):
                 return self._fetched(step, token, started)
             if header is not None:
                 return header
+
+    def sent_secrets(self) -> tuple[str, ...]:
+        cached = self._cached
+        return (cached.header.split(" ", 1)[-1],) if cached is not None else ()
 
     def invalidate(self, rejected: str) -> None:
         with self._lock:

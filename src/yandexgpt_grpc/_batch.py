@@ -8,6 +8,8 @@ what was in flight and a rerun picks up where the last one stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import json
 import math
 import os
@@ -22,12 +24,24 @@ import grpc
 
 from ._async_client import AsyncClient
 from ._convert import _OPTION_NAMES, MessagesInput, build_request, normalize_messages
-from ._errors import APIError, YandexGPTError, rpc_code
+from ._errors import (
+    REDACTED,
+    APIError,
+    IncompleteStreamError,
+    YandexGPTError,
+    is_permanent,
+    is_rate_limited,
+    rpc_code,
+    rpc_details,
+    scrub,
+)
 from ._public import public
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
 __all__ = [
+    "BatchDiskFullError",
+    "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
     "RateLimiter",
@@ -40,6 +54,11 @@ Sleep = Callable[[float], Awaitable[None]]
 PathLike = str | os.PathLike[str]
 
 _RESERVED = frozenset({"id", "messages", "model"})
+# How long an unreachable endpoint pauses a run before it stops (outage_wait=, --outage-wait).
+DEFAULT_OUTAGE_WAIT = 60.0
+# A request that fails with these while the breaker is open is waited out and sent again: its
+# retry budget (or its deadline, spent waiting) ran out to the outage, not to the prompt.
+_OUTAGE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _PROBE_MODEL = "gpt://folder/model/latest"
 
 
@@ -68,7 +87,20 @@ class BatchSummary:
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.problems
+        """Every request answered and every input line usable (a repaired OUT tail is no failure)."""
+        return not self.failed and not any(p.file == "input" for p in self.problems)
+
+
+class BatchDiskFullError(YandexGPTError):
+    """OUT could not be written (no space left, or over quota); the run stopped.
+
+    `saved` results are in OUT, each a whole line: free some space and run again to continue.
+    """
+
+    def __init__(self, path: PathLike, saved: int) -> None:
+        super().__init__(f"disk full while writing {os.fspath(path)} ({saved} results saved)")
+        self.path = os.fspath(path)
+        self.saved = saved
 
 
 Record = dict[str, Any]  # an output line as on_result sees it: JSON values, indexed by callers without casts
@@ -153,6 +185,92 @@ class RateLimiter:
             self.rate = min(self.rate, self.ceiling)
         elif self.rate >= self._peak:
             self.rate = None
+
+
+class BatchOutageError(YandexGPTError):
+    """The endpoint stayed unreachable past `outage_wait`: the run stopped, nothing written for the rest.
+
+    `saved` results are in OUT; run again to continue once the endpoint is back.
+    """
+
+    def __init__(self, waited: float, saved: int) -> None:
+        super().__init__(
+            f"the endpoint has been unreachable for {waited:.0f}s (outage_wait); {saved} results saved, "
+            "run again to continue"
+        )
+        self.saved = saved
+
+
+class _Breaker:
+    """A circuit breaker shared by every request of a run: an outage pauses the run, not each request.
+
+    After `threshold` UNAVAILABLE answers in a row (from any requests) the breaker opens: requests
+    wait instead of burning their retry budgets, and one at a time probes the endpoint, with
+    exponential backoff up to `max_probe` seconds between probes. Any answer other than
+    UNAVAILABLE closes it and everyone goes on; UNAVAILABLE while it is open costs no attempt.
+    Open for longer than `bound` seconds, it stops the run (BatchOutageError).
+    """
+
+    def __init__(
+        self, bound: float, clock: Clock, sleep: Sleep, *, threshold: int = 3, first_probe: float = 0.25
+    ) -> None:
+        self.bound = bound
+        self._clock = clock
+        self._sleep = sleep
+        self._threshold = threshold
+        self._first_probe = first_probe
+        self._max_probe = 2.0
+        self._in_a_row = 0
+        self.opened_at: float | None = None
+        self._probe_wait = first_probe
+        self._probing = False
+        self._closed = asyncio.Event()
+        self._closed.set()
+        self.saved: Callable[[], int] = lambda: 0  # OUT's result count, for the error
+
+    @property
+    def open(self) -> bool:
+        return self.opened_at is not None
+
+    def _check(self) -> float:
+        """Seconds left before the bound; raises once it has passed."""
+        assert self.opened_at is not None
+        left = self.opened_at + self.bound - self._clock()
+        if left <= 0:
+            raise BatchOutageError(self.bound, self.saved())
+        return left
+
+    async def ready(self) -> None:
+        """Return when this request may make an attempt (at once while the breaker is closed)."""
+        while self.opened_at is not None:
+            left = self._check()
+            if not self._probing:
+                self._probing = True  # this request is the probe
+                delay, self._probe_wait = self._probe_wait, min(self._probe_wait * 2, self._max_probe)
+                await self._sleep(min(delay, left))
+                if self.opened_at is not None:
+                    self._check()
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), min(left, 1.0))
+
+    def unavailable(self) -> bool:
+        """Record an UNAVAILABLE answer; True when the breaker is (now) open: the attempt costs nothing."""
+        self._in_a_row += 1
+        self._probing = False
+        if self.opened_at is None and self._in_a_row >= self._threshold:
+            self.opened_at = self._clock()
+            self._probe_wait = self._first_probe
+            self._closed.clear()
+        return self.opened_at is not None
+
+    def reachable(self) -> None:
+        """Any other answer: the endpoint is there."""
+        self._in_a_row = 0
+        self._probing = False
+        if self.opened_at is not None:
+            self.opened_at = None
+            self._closed.set()
 
 
 class Progress:
@@ -259,6 +377,16 @@ def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
     return items
 
 
+# The error code of an answer without a final alternative (it may be cut short).
+INCOMPLETE = "INCOMPLETE"
+# Error lines a rerun retries without being asked (--retry-failed retries every error line).
+_RERUN_CODES = frozenset({INCOMPLETE})
+
+
+def _rerun(error: object) -> bool:
+    return isinstance(error, dict) and error.get("code") in _RERUN_CODES
+
+
 def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool) -> set[str]:
     """Ids already answered in OUT; repair a torn last line, drop error lines if asked to."""
     done: set[str] = set()
@@ -288,7 +416,7 @@ def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool)
             raise ValueError(
                 f"{os.fspath(path)} line {lineno} is not a result line; refusing to append to it"
             ) from None
-        if retry_failed and "error" in obj:
+        if "error" in obj and (retry_failed or _rerun(obj["error"])):
             dropped = True
             continue
         kept.append(raw)
@@ -305,21 +433,46 @@ def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool)
     return done
 
 
-class _Output:
-    """Append-only result file: each line goes out in one write(2), so no line is ever torn by us."""
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
-    def __init__(self, path: PathLike) -> None:
+
+class _Output:
+    """Append-only result file: each line goes out in one write(2), so no line is ever torn by us.
+
+    The client's own secrets never reach it, whatever a line would quote.
+    """
+
+    def __init__(self, path: PathLike, secrets: tuple[str, ...] = (), saved: int = 0) -> None:
+        self._path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._secrets = secrets
+        self.saved = saved  # whole result lines in the file
 
     def write(self, record: Mapping[str, object]) -> None:
-        data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        for secret in self._secrets:  # only the exact secret: answers keep their text otherwise
+            if len(secret) >= 8 and secret in line:
+                line = line.replace(secret, REDACTED)
+        data = (line + "\n").encode("utf-8")
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
+            with contextlib.suppress(OSError):  # take back our own torn part; a rerun repairs it otherwise
+                os.ftruncate(self._fd, start)
+            raise BatchDiskFullError(self._path, self.saved) from exc
+        self.saved += 1
 
     def close(self) -> None:
         try:
             os.fsync(self._fd)
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise
         finally:
             os.close(self._fd)
 
@@ -343,12 +496,16 @@ def _success(item: _Item, result: CompletionResult) -> Record:
 
 
 def _failure(item: _Item, exc: Exception) -> Record:
-    if isinstance(exc, APIError):
+    if isinstance(exc, IncompleteStreamError):  # an answer that may be cut short is not a result
+        error = {"code": INCOMPLETE, "message": str(exc)}
+        if exc.partial is not None:
+            error["partial"] = exc.partial.text
+    elif isinstance(exc, APIError):
         error = {"code": exc.code.name, "message": exc.details}
         if exc.request_id:
             error["request_id"] = exc.request_id
     else:
-        error = {"code": type(exc).__name__, "message": str(exc)}
+        error = {"code": type(exc).__name__, "message": scrub(str(exc))}
     return {"id": item.id, "error": error}
 
 
@@ -363,6 +520,7 @@ async def arun_batch(
     retry: RetryPolicy | None = None,
     timeout: float | NotGiven | None = NOT_GIVEN,
     retry_failed: bool = False,
+    outage_wait: float = DEFAULT_OUTAGE_WAIT,
     progress: bool | TextIO | None = None,
     on_problem: Callable[[BatchProblem], None] | None = None,
     on_result: Callable[[Record], None] | None = None,
@@ -374,13 +532,18 @@ async def arun_batch(
     `model` is the default for lines without their own. At most `concurrency` requests run
     at once and at most `rps` start per second (halved on every RESOURCE_EXHAUSTED, then
     recovering). Transient failures are retried with `retry` (default: the client's policy);
-    what still fails is recorded as an error line. `retry_failed` drops earlier error lines
+    what still fails is recorded as an error line. While the endpoint is down (UNAVAILABLE from
+    several requests in a row) every request waits and one probes, for up to `outage_wait`
+    seconds; such an outage writes no error line, a longer one stops the run with
+    BatchOutageError. `retry_failed` drops earlier error lines
     from OUT so those ids run again. `progress`: a stream, True for stderr, None for stderr
     only when it is a terminal. Cancelling the task (Ctrl-C) cancels the calls in flight and
     leaves OUT with whole lines only.
     """
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    if isinstance(outage_wait, bool) or not isinstance(outage_wait, (int, float)) or not outage_wait > 0:
+        raise ValueError(f"outage_wait must be a positive number of seconds, got {outage_wait!r}")
     started = clock()
     summary = BatchSummary()
     problems = summary.problems
@@ -415,30 +578,48 @@ async def arun_batch(
         out_stream = progress
     bar = Progress(out_stream, len(todo), clock) if out_stream is not None and todo else None
 
-    output = _Output(output_path)
+    output = _Output(output_path, client._config.credentials.sent_secrets(), saved=len(done))
+    breaker = _Breaker(outage_wait, clock, sleep)
+    breaker.saved = lambda: output.saved
     queue: Iterator[_Item] = iter(todo)
 
     async def answer(item: _Item) -> Record:
-        # Every attempt goes through the client's retry driver; the limiter only adds its hooks:
-        # wait for a turn before each attempt, slow down on each RESOURCE_EXHAUSTED.
+        # Every attempt goes through the client's retry driver; the limiter and the outage breaker
+        # only add hooks: before each attempt wait for the endpoint and a turn, after each failure
+        # tell them what happened.
         began = 0.0
 
         async def before() -> None:
             nonlocal began
+            await breaker.ready()
             began = await limiter.acquire()
 
         def on_error(exc: grpc.RpcError | None) -> None:
-            if rpc_code(exc) is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            code = rpc_code(exc)
+            if code is grpc.StatusCode.UNAVAILABLE and not is_permanent(code, rpc_details(exc)):
+                breaker.unavailable()
+            else:
+                breaker.reachable()
+            if is_rate_limited(exc):  # not a size error: that says nothing about the rate
                 limiter.slow_down(began)
 
-        try:
-            request = cfg.prepare(item.model or model or "", item.messages, item.options, False)
-            tries = cfg.attempts("Completion", timeout, policy)
-            result = await client._completion_call(request, tries, before, on_error)
-        except (YandexGPTError, ValueError, TypeError) as exc:
-            return _failure(item, exc)
-        limiter.speed_up()
-        return _success(item, result)
+        while True:
+            try:
+                request = cfg.prepare(item.model or model or "", item.messages, item.options, False)
+                tries = cfg.attempts("Completion", timeout, policy)
+                result = await client._completion_call(request, tries, before, on_error)
+            except BatchOutageError:
+                raise  # the run stops: no line for this request
+            except APIError as exc:
+                if breaker.open and exc.code in _OUTAGE_CODES:
+                    continue  # the endpoint is down, not this prompt's fault: wait it out, start afresh
+                return _failure(item, exc)
+            except (YandexGPTError, ValueError, TypeError) as exc:
+                breaker.reachable()
+                return _failure(item, exc)
+            breaker.reachable()
+            limiter.speed_up()
+            return _success(item, result)
 
     async def worker() -> None:
         for item in queue:
@@ -478,6 +659,7 @@ def run_batch(
     retry: RetryPolicy | None = None,
     timeout: float | NotGiven | None = NOT_GIVEN,
     retry_failed: bool = False,
+    outage_wait: float = DEFAULT_OUTAGE_WAIT,
     progress: bool | TextIO | None = None,
     on_problem: Callable[[BatchProblem], None] | None = None,
     on_result: Callable[[Record], None] | None = None,
@@ -500,6 +682,7 @@ def run_batch(
                 retry=retry,
                 timeout=timeout,
                 retry_failed=retry_failed,
+                outage_wait=outage_wait,
                 progress=progress,
                 on_problem=on_problem,
                 on_result=on_result,
@@ -508,4 +691,4 @@ def run_batch(
     return asyncio.run(main())
 
 
-public(BatchProblem, BatchSummary)
+public(BatchProblem, BatchSummary, BatchDiskFullError, BatchOutageError)

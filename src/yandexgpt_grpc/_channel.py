@@ -1,19 +1,16 @@
-"""Channels and the transport's call shapes: options, TLS, and Completion called as a unary RPC."""
+"""Channels: options (the dead-connection defaults among them), TLS, and the errors grpc.aio leaves to us."""
 
 from __future__ import annotations
 
-import enum
+import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Final, overload
+from typing import TYPE_CHECKING, overload
 
 import grpc
-from google.protobuf.message import DecodeError
 
 from ._checks import check_metadata_pairs
 from ._constants import MAX_MESSAGE_BYTES, USER_AGENT
-from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-    text_generation_service_pb2 as tg_pb2,
-)
+from ._errors import CHANNEL_CLOSED
 
 if TYPE_CHECKING:
     from typing import Literal, TypeAlias
@@ -21,17 +18,21 @@ if TYPE_CHECKING:
     from grpc import _CallIterator  # typeshed's name for what a blocking server-streaming call returns
 
     from ._base import ClientConfig
+    from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
 
     # The transport's call shapes, in the stubs' types (checked only; nothing here exists at run time).
     CompletionCall: TypeAlias = _CallIterator[tg_pb2.CompletionResponse]
     AsyncCompletionCall: TypeAlias = grpc.aio.UnaryStreamCall[tg_pb2.CompletionRequest, tg_pb2.CompletionResponse]
-    CompletionOnce: TypeAlias = grpc.aio.UnaryUnaryMultiCallable[
-        tg_pb2.CompletionRequest, "tg_pb2.CompletionResponse | Unparsable"
-    ]
     # Metadata as grpc hands it over: a tuple of pairs (blocking) or a grpc.aio Metadata.
     Headers: TypeAlias = tuple[tuple[str, str | bytes], ...] | grpc.aio.Metadata
 
 ChannelOptions = Sequence[tuple[str, object]]
+
+# How long a silent connection (an unanswered ping, an unfinished handshake) is given before
+# grpc drops it and reconnects; README "Reliability" quotes it.
+DEAD_PATH_MS = 2_000
 
 # grpc matches this exact key (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream's value).
 _SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
@@ -42,11 +43,21 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
         "grpc.primary_user_agent": USER_AGENT,
         "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
         "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
-        # Five minutes matches grpc servers' default ping policy; faster pings get
-        # the connection closed with "too many pings".
-        "grpc.keepalive_time_ms": 300_000,
-        "grpc.keepalive_timeout_ms": 20_000,
+        # A dead path (socket open, no bytes) is found by a ping that goes unanswered: grpc pings
+        # after DEAD_PATH_MS without a byte from the server and drops the connection when the
+        # ack is DEAD_PATH_MS late (any ping: grpc's own 60 s default for the others), so the
+        # next call or retry reconnects. A server with grpc's default policy accepts this: the
+        # client sends at most two pings until it sends something itself (grpc's default
+        # grpc.http2.max_pings_without_data), and two pings are within the server's allowance.
+        "grpc.keepalive_time_ms": DEAD_PATH_MS,
+        "grpc.keepalive_timeout_ms": DEAD_PATH_MS,
         "grpc.keepalive_permit_without_calls": 0,
+        "grpc.http2.ping_timeout_ms": DEAD_PATH_MS,
+        # A server that accepts TCP but never finishes the HTTP/2 handshake: give up on that
+        # connection attempt after DEAD_PATH_MS (grpc: 20 s) and try again.
+        "grpc.min_reconnect_backoff_ms": DEAD_PATH_MS,
+        # Each client gets its own connections: a new Client never inherits one already dead.
+        "grpc.use_local_subchannel_pool": 1,
         # Let grpc retry transparently only what never reached the server.
         "grpc.enable_retries": 1,
         # Reconnect soon after a server comes back (grpc's defaults: 1 s growing to 120 s),
@@ -63,29 +74,8 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
     return list(opts.items())
 
 
-_COMPLETION_PATH = "/yandex.cloud.ai.foundation_models.v1.TextGenerationService/Completion"
 # What grpc's blocking API says when it fails a call over a response it cannot parse.
 UNPARSABLE_DETAILS = "Exception deserializing response!"
-
-
-class Unparsable(enum.Enum):
-    """The type of UNPARSABLE (an enum member, so `resp is UNPARSABLE` narrows the type)."""
-
-    UNPARSABLE = "unparsable"
-
-
-UNPARSABLE: Final = Unparsable.UNPARSABLE
-
-
-def _parse_completion(data: bytes) -> tg_pb2.CompletionResponse | Unparsable:
-    """CompletionResponse.FromString, but a response that does not parse comes back as UNPARSABLE.
-
-    grpc.aio hands over None both for that and for an answer without a message; this tells them apart.
-    """
-    try:
-        return tg_pb2.CompletionResponse.FromString(data)
-    except DecodeError:
-        return UNPARSABLE
 
 
 def unparsable_error(initial: grpc.aio.Metadata) -> grpc.aio.AioRpcError:
@@ -93,18 +83,22 @@ def unparsable_error(initial: grpc.aio.Metadata) -> grpc.aio.AioRpcError:
     return grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, initial, grpc.aio.Metadata(), UNPARSABLE_DETAILS)
 
 
-def completion_once(channel: grpc.aio.Channel) -> CompletionOnce:
-    """Completion called as a unary RPC: one request, one response, one await.
+def closed_error() -> grpc.aio.AioRpcError:
+    """The CANCELLED failure the blocking API raises in calls its channel's close() cut short.
 
-    The method is server-streaming, but with `stream=false` the server sends exactly one
-    response, and the wire cannot tell the two apart. A unary call skips the streaming
-    reader's per-message bookkeeping (about 5 % of an asyncio call on loopback).
+    grpc.aio raises asyncio.CancelledError in them instead, which makes the task look cancelled.
     """
-    return channel.unary_unary(
-        _COMPLETION_PATH,
-        request_serializer=tg_pb2.CompletionRequest.SerializeToString,
-        response_deserializer=_parse_completion,
-    )
+    return grpc.aio.AioRpcError(grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), CHANNEL_CLOSED)
+
+
+def task_cancelled() -> bool:
+    """Whether the current task has been asked to cancel (not just handed a CancelledError by grpc).
+
+    Python 3.10 cannot tell; there a closed client is taken as the reason.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
 
 @overload

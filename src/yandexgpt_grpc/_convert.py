@@ -378,7 +378,7 @@ def alternative_of(pb: common_pb2.Alternative, index: int, previous: str) -> Alt
     msg = pb.message
     text = msg.text
     value = pb.status
-    status = STATUSES[value] if value < len(STATUSES) else AlternativeStatus.UNSPECIFIED
+    status = STATUSES[value] if 0 <= value < len(STATUSES) else AlternativeStatus(value)  # UNKNOWN, number kept
     # text and tool_call_list share a oneof: a message with text has no tool calls to look for.
     calls = tool_calls_of(msg) if not text and msg.HasField("tool_call_list") else ()
     if text.startswith(previous):
@@ -408,6 +408,13 @@ def unary_result(
     trailing: Any = (),
 ) -> CompletionResult:
     alts = tuple(alternative_of(a, i, "") for i, a in enumerate(resp.alternatives))
+    if not alts or not all(a.is_final for a in alts):
+        # What the stream raises for the same answer: text that may be cut short is no result.
+        raise IncompleteStreamError(
+            "the answer has no final alternative; the text may be cut short",
+            partial=alts[0] if alts else None,
+            request_id=request_id,
+        )
     return result_of(resp, alts, request_id, trace_id, initial=initial, trailing=trailing)
 
 

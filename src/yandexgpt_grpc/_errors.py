@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
@@ -12,7 +12,7 @@ from ._constants import HEADER_PUSHBACK, HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._public import public
 
 if TYPE_CHECKING:
-    from ._types import Alternative
+    from ._types import Alternative, CompletionResult
 
 Metadata = tuple[tuple[str, "str | bytes"], ...]
 
@@ -163,6 +163,13 @@ class MessageTooLargeError(APIError):
     _code = grpc.StatusCode.RESOURCE_EXHAUSTED  # its code, but not the class that code maps to
 
 
+class MetadataTooLargeError(MessageTooLargeError):
+    """The server's headers or trailers exceeded the client's metadata size limit (never retried).
+
+    grpc reports it as RESOURCE_EXHAUSTED, but it is a size error, not rate limiting.
+    """
+
+
 class DeadlineExceededError(APIError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
     """The call's deadline passed before it finished."""
 
@@ -195,10 +202,13 @@ class StreamInterruptedError(APIError):
     """A stream failed after some text had arrived; `partial` is the last alternative received.
 
     Raised as a subclass of the specific error too, so `except UnavailableError`
-    still catches an interrupted stream.
+    still catches an interrupted stream. When every alternative had already arrived final
+    (only the server's closing status was lost), `final` holds the CompletionResult built
+    from them; otherwise it is None.
     """
 
     partial: Alternative | None = None
+    final: CompletionResult | None = None
 
 
 class IncompleteStreamError(YandexGPTError):
@@ -282,6 +292,9 @@ class StreamInterruptedCancelledError(StreamInterruptedError, CancelledError): .
 class StreamInterruptedMessageTooLargeError(StreamInterruptedError, MessageTooLargeError): ...
 
 
+class StreamInterruptedMetadataTooLargeError(StreamInterruptedError, MetadataTooLargeError): ...
+
+
 class StreamInterruptedAPIError(StreamInterruptedError, APIError): ...
 
 
@@ -303,6 +316,7 @@ _INTERRUPTED: dict[type[APIError], type[StreamInterruptedError]] = {
     DataLossError: StreamInterruptedDataLossError,
     CancelledError: StreamInterruptedCancelledError,
     MessageTooLargeError: StreamInterruptedMessageTooLargeError,
+    MetadataTooLargeError: StreamInterruptedMetadataTooLargeError,
     APIError: StreamInterruptedAPIError,
 }
 
@@ -348,7 +362,16 @@ def _status_details(trailing: Metadata) -> list[Any]:
 
 # grpc core's words for a message over a size limit ("Received message larger than max (N vs. M)").
 _TOO_LARGE = ("larger than max", "message too large", "exceeds maximum")
+# ... and for headers or trailers over the client's limit ("received metadata size exceeds hard limit (...)").
+_METADATA_TOO_LARGE = "metadata size exceeds"
+_METADATA_HINT = (
+    "the server's headers or trailers are larger than this client accepts; raise the limits with "
+    'channel_options=[("grpc.max_metadata_size", n), ("grpc.absolute_max_metadata_size", n)]'
+)
 _UNTRUSTED = "CERTIFICATE_VERIFY_FAILED"
+# What grpc says to calls in flight when their channel closes, and what we add to it.
+CHANNEL_CLOSED = "Channel closed!"
+CLIENT_CLOSED = "the client was closed"
 _TLS_HINT = (
     "the server's TLS certificate is not trusted: pass root_certificates=<PEM bytes of its CA> "
     "(verification is never turned off)"
@@ -361,7 +384,16 @@ _PEER = re.compile(r"(?:ipv4:|ipv6:|unix:)?(\[[^\]]*\]:\d+|[^\s;,]+?:\d+|/[^\s:;
 
 
 def is_too_large(code: grpc.StatusCode, details: str) -> bool:
-    return code is grpc.StatusCode.RESOURCE_EXHAUSTED and any(s in details for s in _TOO_LARGE)
+    """A message or metadata over a size limit: RESOURCE_EXHAUSTED that no wait can fix."""
+    return code is grpc.StatusCode.RESOURCE_EXHAUSTED and (
+        any(s in details for s in _TOO_LARGE) or _METADATA_TOO_LARGE in details
+    )
+
+
+def is_rate_limited(exc: Any) -> bool:
+    """RESOURCE_EXHAUSTED that means "slow down" (a quota), not a size error; grpc or our errors."""
+    code = rpc_code(exc)
+    return code is grpc.StatusCode.RESOURCE_EXHAUSTED and not is_too_large(code, rpc_details(exc))
 
 
 def is_plaintext_server(code: grpc.StatusCode, details: str) -> bool:
@@ -417,7 +449,86 @@ def rpc_details(exc: Any) -> str:
     details = getattr(exc, "details", None)
     if callable(details):
         details = details()
-    return details if isinstance(details, str) else ""
+    return utf8_details(details) if isinstance(details, str) else ""
+
+
+def utf8_details(text: str) -> str:
+    """A status message as the gRPC spec says to read it: UTF-8, a bad byte replaced, the rest kept.
+
+    grpc percent-decodes grpc-message, but text that is not valid UTF-8 then reaches Python as
+    Latin-1 (so valid Russian text around one bad byte turns into mojibake). Such text has no
+    character above U+00FF; its bytes are recovered and decoded as UTF-8 with replacement. Text
+    that grpc did decode as UTF-8 (say "café") is kept: repaired only when the bytes hold UTF-8
+    sequences, which genuine Latin-1-range text does not.
+    """
+    if text.isascii() or max(text) > "\xff":
+        return text
+    raw = text.encode("latin-1")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        fixed = raw.decode("utf-8", "replace")
+        if any(c > "\x7f" and c != "\ufffd" for c in fixed):
+            return fixed
+    return text
+
+
+REDACTED = "<redacted>"
+# An authorization value as it may be quoted back: the scheme, then the secret.
+_AUTH_VALUE_RE = re.compile(r"(?i:\b(api-key|bearer)(\s+|%20|\+))[^\s'\",;)\]}]+")
+# Shorter "secrets" are not worth redacting (and would mangle ordinary text).
+_MIN_SECRET = 8
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with `secrets` and any `Api-Key …` / `Bearer …` value replaced by a marker; the rest as it was."""
+    for secret in secrets:
+        if len(secret) >= _MIN_SECRET and secret in text:
+            text = text.replace(secret, REDACTED)
+    if "earer" in text or "pi-" in text.lower():  # skip the regex for the usual message
+        text = _AUTH_VALUE_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+    return text
+
+
+def _scrub_value(value: str | bytes, secrets: Sequence[str]) -> str | bytes:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    text = value.decode("utf-8", "surrogateescape")
+    clean = scrub(text, secrets)
+    return value if clean == text else clean.encode("utf-8", "surrogateescape")
+
+
+def _scrub_md(md: Metadata, secrets: Sequence[str]) -> Metadata:
+    return tuple((k, _scrub_value(v, secrets)) for k, v in md)
+
+
+class RedactedRpcError(grpc.RpcError):
+    """Stands in for grpc's exception as `__cause__` when that one quoted a credential.
+
+    grpc's own exception cannot be changed, and its text (and debug string) would show the
+    secret in every traceback; this one has the same code and the redacted rest.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str, initial: Metadata, trailing: Metadata, debug: str) -> None:
+        super().__init__(f"{code.name}: {details}")
+        self._code, self._details, self._debug = code, details, debug
+        self._initial, self._trailing = initial, trailing
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def initial_metadata(self) -> Metadata:
+        return self._initial
+
+    # typeshed types RpcError's as _Metadatum objects; grpc's own errors give (key, value) pairs, as here.
+    def trailing_metadata(self) -> Metadata:  # type: ignore[override]
+        return self._trailing
+
+    def debug_error_string(self) -> str:
+        return self._debug
 
 
 def from_rpc_error(
@@ -426,22 +537,40 @@ def from_rpc_error(
     partial: Alternative | None = None,
     operation_id: str | None = None,
     attempts: int = 1,
+    secrets: Sequence[str] = (),
 ) -> APIError:
-    """Turn any grpc error into our tree; the caller raises it `from exc`."""
+    """Turn any grpc error into our tree; the caller raises it `from` its `__cause__`.
+
+    Credentials the server quoted back (`secrets`, the client's own, and any `Api-Key …` /
+    `Bearer …` value) are redacted from every field; when there were any, `__cause__` is a
+    RedactedRpcError instead of grpc's exception.
+    """
     code = rpc_code(exc)
-    details = rpc_details(exc)
-    initial = _pairs(exc.initial_metadata() if hasattr(exc, "initial_metadata") else None)
-    trailing = _pairs(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None)
+    raw_details = rpc_details(exc)
+    raw_initial = _pairs(exc.initial_metadata() if hasattr(exc, "initial_metadata") else None)
+    raw_trailing = _pairs(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None)
+    details = scrub(raw_details, secrets)
+    initial = _scrub_md(raw_initial, secrets)
+    trailing = _scrub_md(raw_trailing, secrets)
+    cause: BaseException = exc
+    if details != raw_details or initial != raw_initial or trailing != raw_trailing:
+        debug = getattr(exc, "debug_error_string", None)
+        debug_text = scrub(str(debug()), secrets) if callable(debug) else ""
+        cause = RedactedRpcError(code, details, initial, trailing, debug_text)
     metadata = initial + trailing
     hint = None
     if is_too_large(code, details):
         cls: type[APIError] = MessageTooLargeError
+        if _METADATA_TOO_LARGE in details:
+            cls, hint = MetadataTooLargeError, _METADATA_HINT
     else:
         cls = error_class(code)
         if code is grpc.StatusCode.UNAVAILABLE and _UNTRUSTED in details:
             hint = _TLS_HINT
         elif is_plaintext_server(code, details):
             hint = plaintext_hint(details)
+        elif code is grpc.StatusCode.CANCELLED and CHANNEL_CLOSED in details:
+            hint = CLIENT_CLOSED
     if partial is not None:
         cls = _INTERRUPTED[cls]
     try:
@@ -463,6 +592,7 @@ def from_rpc_error(
     if partial is not None:
         assert isinstance(err, StreamInterruptedError)
         err.partial = partial
+    err.__cause__ = cause
     return err
 
 
@@ -491,6 +621,7 @@ public(
     OutOfRangeError,
     RateLimitError,
     MessageTooLargeError,
+    MetadataTooLargeError,
     DeadlineExceededError,
     UnavailableError,
     InternalServerError,

@@ -257,7 +257,8 @@ class CallRetry:
             self.failed(exc)
         delay = self.delay(exc, rejected, responded, timed_out)
         if delay is None:
-            raise self.failure(exc, timed_out=timed_out) from exc
+            err = self.failure(exc, timed_out=timed_out)
+            raise err from err.__cause__  # grpc's error, or its redacted stand-in
         return delay
 
     def after_failure(
@@ -313,15 +314,23 @@ class CallRetry:
     def failure(
         self, exc: grpc.RpcError | None, partial: Alternative | None = None, timed_out: bool = False
     ) -> APIError:
-        """The error to raise (`from exc`) for an attempt the call will not retry."""
+        """The error to raise (`from` its `__cause__`) for an attempt the call will not retry."""
         if timed_out:
-            return DeadlineExceededError(
+            err: APIError = DeadlineExceededError(
                 f"no response within the attempt timeout ({self.policy.attempt_timeout:g}s)",
                 attempts=self.attempt,
                 operation_id=self.operation_id,
             )
+            err.__cause__ = exc
+            return err
         assert exc is not None, "only a timed-out attempt comes without a grpc error"
-        return from_rpc_error(exc, partial=partial, attempts=self.attempt, operation_id=self.operation_id)
+        return from_rpc_error(
+            exc,
+            partial=partial,
+            attempts=self.attempt,
+            operation_id=self.operation_id,
+            secrets=self.creds.sent_secrets(),
+        )
 
     def finished(self, code: grpc.StatusCode, md: Headers = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""

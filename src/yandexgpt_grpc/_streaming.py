@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import grpc
 
 from . import _retry
-from ._channel import unparsable_error
+from ._channel import closed_error, task_cancelled, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
-from ._errors import IncompleteStreamError, StreamConsumedError, find_header, from_rpc_error
+from ._errors import IncompleteStreamError, StreamConsumedError, StreamInterruptedError, find_header, from_rpc_error
 from ._public import public
 from ._retry import AttemptFailed
 from ._types import STATUSES, Alternative, CompletionResult, Usage
@@ -158,8 +158,16 @@ class _StreamState:
     def _interrupted(self, exc: grpc.RpcError) -> Exception:
         """The error for a failure after the first response: never retried, it keeps the partial."""
         self._done = True
-        self._retry.failed(exc)
-        return from_rpc_error(exc, partial=self._partial(), attempts=self._retry.attempt)
+        retry = self._retry
+        retry.failed(exc)
+        err = from_rpc_error(exc, partial=self._partial(), attempts=retry.attempt, secrets=retry.creds.sent_secrets())
+        alts = self._alts
+        if isinstance(err, StreamInterruptedError) and all(a.is_final for a in alts.values()):
+            # Every alternative was final when the status got lost: the text is whole; say so.
+            assert self._last is not None
+            ordered = tuple(alts[i] for i in sorted(alts))
+            err.final = result_of(self._last, ordered, self.request_id, self.trace_id, initial=_pairs(self._initial))
+        return err
 
     def _cancel(self) -> None:
         """Cancel a running RPC (close(), the end of a with block, a cancelled task)."""
@@ -305,7 +313,11 @@ class CompletionStream(_StreamState):
                 except grpc.RpcError as exc:
                     if self._closed:  # close() from another thread
                         raise StopIteration from None
-                    raise self._interrupted(exc) from exc
+                    err = self._interrupted(exc)
+                    raise err from err.__cause__  # grpc's error, or its redacted stand-in
+                except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+                    self._cancel()
+                    raise
             alt = self._consume(resp)
             if alt is not None:
                 return alt
@@ -341,6 +353,11 @@ class CompletionStream(_StreamState):
                 raise StopIteration from None
             if timed_out:
                 raise AttemptFailed(exc, timed_out=True) from exc
+            raise
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
+            if timer is not None:
+                timer.stop()
+            self._cancel()
             raise
         if timer is None or timer.stop():
             self._headers(call.initial_metadata())
@@ -380,14 +397,25 @@ class AsyncCompletionStream(_StreamState):
     Cancelling the task that iterates it cancels the RPC too.
     """
 
-    __slots__ = ("_opened", "_request", "_start")
+    __slots__ = ("_client_closed", "_opened", "_request", "_start")
     _call: AsyncCompletionCall  # set by the first attempt, before anything reads it
 
-    def __init__(self, start: AsyncStartCall, request: tg_pb2.CompletionRequest, retry: CallRetry) -> None:
+    def __init__(
+        self,
+        start: AsyncStartCall,
+        request: tg_pb2.CompletionRequest,
+        retry: CallRetry,
+        client_closed: Callable[[], bool] = lambda: False,
+    ) -> None:
         super().__init__(retry)
         self._start = start
         self._request = request
         self._opened = False  # the current attempt has produced its first response
+        self._client_closed = client_closed  # AsyncClient.close() ends calls with CancelledError
+
+    def _closed_by_client(self) -> bool:
+        """grpc.aio handed us CancelledError because the client's channel closed, not a task cancel."""
+        return self._client_closed() and not task_cancelled()
 
     def __aiter__(self) -> AsyncIterator[Alternative]:
         # An async generator rather than `async def __anext__`: the hot loop below resumes one
@@ -440,7 +468,7 @@ class AsyncCompletionStream(_StreamState):
                     prev = latest.get(0)
                     previous = "" if prev is None else prev.text
                     value = pb.status
-                    if text and value < len(statuses) and text.startswith(previous):
+                    if text and 0 <= value < len(statuses) and text.startswith(previous):
                         alt = new(Alternative, (text, text[len(previous) :], statuses[value], 0, False, ()))
                     else:
                         alt = alternative_of(pb, 0, previous)
@@ -452,10 +480,19 @@ class AsyncCompletionStream(_StreamState):
                 if self._done or self._closed:  # close() while the caller held an alternative
                     return
         except grpc.aio.AioRpcError as exc:
-            raise self._interrupted(exc) from exc
+            err = self._interrupted(exc)
+            raise err from err.__cause__  # grpc's error, or its redacted stand-in
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 return
+            if self._closed_by_client():  # the blocking client's error, with the partial
+                err = self._interrupted(closed_error())
+                raise err from None
+            self._cancel()
+            raise
+        except GeneratorExit:  # the caller left the loop: the stream stays open for another one
+            raise
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
             self._cancel()
             raise
         self._end(await self._call.trailing_metadata())
@@ -508,6 +545,13 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 raise _Closed from None
+            if self._closed_by_client():  # the blocking client's error (nothing to retry on)
+                self._done = True
+                err = from_rpc_error(closed_error(), attempts=tries.attempt)
+                raise err from None
+            self._cancel()
+            raise
+        except BaseException:  # KeyboardInterrupt and the like: do not leave the RPC running
             self._cancel()
             raise
         self._opened = True

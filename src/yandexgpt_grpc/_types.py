@@ -39,7 +39,13 @@ NotGiven = _NotGiven
 
 
 class AlternativeStatus(enum.IntEnum):
-    """Where an alternative stands; values equal the wire enum's numbers."""
+    """Where an alternative stands; values equal the wire enum's numbers.
+
+    A number this package does not know (a status added to the API later) is kept, not folded
+    into UNSPECIFIED: ``AlternativeStatus(9)`` is ``<AlternativeStatus.UNKNOWN: 9>``, named
+    UNKNOWN, equal to 9, with ``is_unknown`` True. It ends an alternative (``is_final``) like
+    the other statuses past PARTIAL, so a stream the server closes after it is complete.
+    """
 
     UNSPECIFIED = 0
     PARTIAL = 1
@@ -59,10 +65,24 @@ class AlternativeStatus(enum.IntEnum):
         except ValueError:
             return int.__format__(self, spec)
 
+    @classmethod
+    def _missing_(cls, value: object) -> AlternativeStatus | None:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        member = int.__new__(cls, value)
+        member._name_ = "UNKNOWN"
+        member._value_ = value
+        return cls._value2member_map_.setdefault(value, member)  # type: ignore[return-value]
+
+    @property
+    def is_unknown(self) -> bool:
+        """A wire number this version does not know (its value is the number)."""
+        return self._name_ == "UNKNOWN"
+
     @property
     def is_final(self) -> bool:
-        """Every status but PARTIAL (and UNSPECIFIED) ends an alternative."""
-        return self >= AlternativeStatus.TRUNCATED_FINAL
+        """Every status but PARTIAL and UNSPECIFIED ends an alternative (unknown ones too)."""
+        return self >= AlternativeStatus.TRUNCATED_FINAL or self < 0
 
     @property
     def wire_name(self) -> str:
@@ -70,7 +90,7 @@ class AlternativeStatus(enum.IntEnum):
         return "ALTERNATIVE_STATUS_" + self.name
 
 
-# Wire number -> AlternativeStatus, by index (the enum values are 0..5).
+# Wire number -> AlternativeStatus, by index (the known values are 0..5; others: AlternativeStatus(n)).
 STATUSES: Final = tuple(AlternativeStatus)
 
 
@@ -162,7 +182,7 @@ class Alternative(NamedTuple):
 
     @property
     def is_final(self) -> bool:
-        return self.status >= 2
+        return self.status >= 2 or self.status < 0
 
     @property
     def message(self) -> Message:

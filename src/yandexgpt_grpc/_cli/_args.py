@@ -21,6 +21,7 @@ EXIT_AUTH = 3
 EXIT_INVALID = 4
 EXIT_UNAVAILABLE = 5
 EXIT_RUNNING = 6
+EXIT_DISK_FULL = 7
 EXIT_INTERRUPTED = 130
 EXIT_PIPE = 141  # 128 + SIGPIPE: what the shell reports for `yes | head -1`'s yes
 
@@ -40,6 +41,7 @@ exit codes:
   4    invalid argument (the server rejected the request, the prompt is too large), unknown model or folder
   5    unavailable, deadline exceeded or rate-limited after retries: try again later
   6    `operation ID` without --wait: the operation is still running
+  7    batch: disk full while writing OUT; the results saved so far are whole lines, run again to continue
   130  interrupted (Ctrl-C); the request in flight was cancelled
   141  stdout was closed early (`| head`): the request was cancelled, nothing printed on stderr
 
@@ -175,6 +177,13 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="requests in flight (8)")
         p.add_argument("--rps", type=_positive_float, metavar="R", help="requests started per second (no limit)")
         p.add_argument("--retry-failed", action="store_true", help="drop error lines from OUT and run those ids again")
+        p.add_argument(
+            "--outage-wait",
+            type=_positive_float,
+            metavar="S",
+            # The default lives in _batch (DEFAULT_OUTAGE_WAIT), not imported here: parsing stays light.
+            help="while the endpoint is unreachable, pause up to S seconds, then stop: exit 5 (60)",
+        )
         bar = p.add_mutually_exclusive_group()
         bar.add_argument("--progress", action="store_true", default=None, help="always draw the progress bar")
         bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")

@@ -10,9 +10,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from yandexgpt_grpc._async_client import AsyncClient
-from yandexgpt_grpc._batch import BatchProblem, arun_batch
+from yandexgpt_grpc._batch import DEFAULT_OUTAGE_WAIT, BatchDiskFullError, BatchOutageError, BatchProblem, arun_batch
 
-from ._args import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Fail
+from ._args import EXIT_DISK_FULL, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Fail
 from ._term import Printer
 
 
@@ -35,6 +35,7 @@ async def _batch(args: argparse.Namespace, kwargs: dict[str, Any], printer: Prin
                 concurrency=args.concurrency,
                 rps=args.rps,
                 retry_failed=args.retry_failed,
+                outage_wait=DEFAULT_OUTAGE_WAIT if args.outage_wait is None else args.outage_wait,
                 progress=args.progress,
                 on_problem=on_problem,
                 on_result=on_result,
@@ -42,11 +43,15 @@ async def _batch(args: argparse.Namespace, kwargs: dict[str, Any], printer: Prin
         except asyncio.CancelledError:
             printer.note(f"interrupted: {done[0]} new results saved in {args.output}; run again to continue")
             raise
+        except BatchOutageError as exc:
+            raise Fail(str(exc), EXIT_UNAVAILABLE) from exc
+        except BatchDiskFullError as exc:
+            raise Fail(f"{exc}; free some space and run again to continue", EXIT_DISK_FULL) from exc
         except OSError as exc:
             raise Fail(f"{exc.strerror}: {exc.filename}", EXIT_USAGE) from exc
     printer.note(
         f"{summary.succeeded} succeeded, {summary.failed} failed, {summary.skipped} already done, "
-        f"{len(summary.problems)} input problems ({summary.elapsed:.1f}s)"
+        f"{sum(p.file == 'input' for p in summary.problems)} input problems ({summary.elapsed:.1f}s)"
     )
     return EXIT_OK if summary.ok else EXIT_ERROR
 
