@@ -6,7 +6,6 @@ Flags: --tls (given or generated), --latency / --chunk-delay, --fail-rate / --fa
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -136,8 +135,10 @@ def test_latency_and_chunk_delay() -> None:
         arrivals = [time.monotonic() - started for _ in stub(ch).Completion(make_request(stream=True), metadata=AUTH)]
         assert len(arrivals) >= 3
         assert arrivals[0] >= 0.3
-        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-        assert min(gaps) >= 0.09  # timer granularity
+        # The server waits 0.1 s before each chunk after the first, so the last cannot arrive sooner
+        # than this (timer granularity aside). Gaps between arrivals are not checked one by one: a
+        # busy client thread can read two chunks back to back.
+        assert arrivals[-1] >= 0.3 + 0.1 * (len(arrivals) - 1) - 0.01
 
 
 def _pattern(address: str, n: int = 24) -> list[str]:

@@ -10,6 +10,14 @@ import yandexgpt_grpc
 import yandexgpt_grpc.testing
 
 PACKAGE = {
+    "AsyncBatchJob",
+    "AsyncBatchJobs",
+    "BatchJob",
+    "BatchJobs",
+    "CloudBatchError",
+    "CloudBatchSummary",
+    "JobState",
+    "ObjectStorageError",
     "NOT_GIVEN",
     "APIError",
     "AbortedError",
@@ -78,6 +86,9 @@ PACKAGE = {
 }
 
 TESTING = {
+    "BatchEngineService",
+    "ObjectStore",
+    "Schedule",
     "DEFAULT_MODELS",
     "METHODS",
     "MODEL_VERSIONS",

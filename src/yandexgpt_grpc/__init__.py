@@ -67,6 +67,9 @@ if TYPE_CHECKING:
     )
     from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
     from ._client import Client
+    from ._cloud_batch import CloudBatchError, CloudBatchSummary
+    from ._cloud_http import ObjectStorageError
+    from ._cloud_jobs import AsyncBatchJob, AsyncBatchJobs, BatchJob, BatchJobs, JobState
     from ._operations import AsyncOperation, Operation
     from ._streaming import AsyncCompletionStream, CompletionStream, TextReset
     from ._tools import FunctionTool, function_tool
@@ -90,6 +93,14 @@ _LAZY = {
     "arun_batch": "_batch",
     "run_batch": "_batch",
     "Client": "_client",
+    "CloudBatchError": "_cloud_batch",
+    "CloudBatchSummary": "_cloud_batch",
+    "ObjectStorageError": "_cloud_http",
+    "AsyncBatchJob": "_cloud_jobs",
+    "AsyncBatchJobs": "_cloud_jobs",
+    "BatchJob": "_cloud_jobs",
+    "BatchJobs": "_cloud_jobs",
+    "JobState": "_cloud_jobs",
     "AsyncOperation": "_operations",
     "Operation": "_operations",
     "AsyncCompletionStream": "_streaming",
@@ -107,17 +118,23 @@ __all__ = [
     "Alternative",
     "AlternativeStatus",
     "ApiKey",
+    "AsyncBatchJob",
+    "AsyncBatchJobs",
     "AsyncClient",
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
     "BatchDiskFullError",
+    "BatchJob",
+    "BatchJobs",
     "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
     "CancelledError",
     "Client",
     "ClientClosedError",
+    "CloudBatchError",
+    "CloudBatchSummary",
     "CompletionResult",
     "CompletionStream",
     "ConfigurationError",
@@ -133,11 +150,13 @@ __all__ = [
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidArgumentError",
+    "JobState",
     "Message",
     "MessageTooLargeError",
     "MetadataService",
     "MetadataTooLargeError",
     "NotFoundError",
+    "ObjectStorageError",
     "Operation",
     "OperationNotDoneError",
     "OperationTimeoutError",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._channel import AsyncCompletionCall
+    from ._cloud_jobs import AsyncBatchJobs
     from ._convert import GenerationOptions
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
@@ -243,6 +244,18 @@ class AsyncClient(ClientBase):
                 channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=True)
             stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)  # type: ignore[arg-type]  # made just above
         return stub  # type: ignore[return-value]  # the cache holds factory(channel) under factory
+
+    @property
+    def batch_jobs(self) -> AsyncBatchJobs:
+        """The platform's batch engine: whole JSONL files answered on Yandex's fleet (AsyncBatchJobs)."""
+        if self._closed:
+            raise ClientClosedError("this AsyncClient is closed")
+        jobs: AsyncBatchJobs | None = getattr(self, "_batch_jobs", None)
+        if jobs is None:
+            from ._cloud_jobs import AsyncBatchJobs  # loaded on first use: most programs never need it
+
+            jobs = self._batch_jobs = AsyncBatchJobs(self)
+        return jobs
 
     async def aclose(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""

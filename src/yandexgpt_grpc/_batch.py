@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -331,8 +331,18 @@ def _id_key(value: object) -> str:
 
 
 def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
-    items: list[_Item] = []
-    seen: dict[str, int] = {}
+    return list(_iter_input(path, problems))
+
+
+def _iter_input(
+    path: PathLike, problems: list[BatchProblem], seen: MutableMapping[str, int] | None = None
+) -> Iterator[_Item]:
+    """The valid input lines one by one (the cloud runner streams them); problems are appended.
+
+    `seen` (id -> first line) may live on disk, so a file of millions of ids needs no memory for them.
+    """
+    if seen is None:
+        seen = {}
     with open(path, encoding="utf-8") as f:
         for lineno, raw in enumerate(f, 1):
             if not raw.strip():
@@ -373,8 +383,7 @@ def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
             except (TypeError, ValueError) as exc:
                 problems.append(BatchProblem(lineno, str(exc)))
                 continue
-            items.append(_Item(lineno, item_id, obj["messages"], model, options))
-    return items
+            yield _Item(lineno, item_id, obj["messages"], model, options)
 
 
 # The error code of an answer without a final alternative (it may be cut short).

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._channel import CompletionCall
+    from ._cloud_jobs import BatchJobs
     from ._convert import GenerationOptions
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
@@ -209,6 +210,17 @@ class Client(ClientBase):
                         channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=False)
                     stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
         return stub  # type: ignore[return-value]  # the cache holds factory(channel) under factory
+
+    @property
+    def batch_jobs(self) -> BatchJobs:
+        """The platform's batch engine: whole JSONL files answered on Yandex's fleet (BatchJobs)."""
+        self._check_open()
+        jobs: BatchJobs | None = getattr(self, "_batch_jobs", None)
+        if jobs is None:
+            from ._cloud_jobs import BatchJobs  # loaded on first use: most programs never need it
+
+            jobs = self._batch_jobs = BatchJobs(self)
+        return jobs
 
     def close(self) -> None:
         """Close the channel; calls in flight are cancelled. Safe to call twice."""

@@ -306,6 +306,10 @@ def _run(args: argparse.Namespace, stdin: TextIO, printer: Printer) -> int:
     if args.command in ("complete", "tokenize", "submit"):  # the text first: no text, no need for credentials
         messages = _messages(args, stdin)
     with _client_args(args) as kwargs:
+        if args.command == "batch-jobs" or (args.command == "batch" and args.cloud):
+            from ._batch import run_cloud_command
+
+            return run_cloud_command(args, kwargs, printer)
         if args.command == "batch":
             from ._batch import run_batch_command
 

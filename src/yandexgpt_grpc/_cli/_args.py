@@ -12,7 +12,7 @@ from yandexgpt_grpc._version import __version__
 
 PROG = "yandexgpt-grpc"
 DEFAULT_MODEL = "yandexgpt-lite"
-COMMANDS = ("complete", "tokenize", "submit", "operation", "batch")
+COMMANDS = ("complete", "tokenize", "submit", "operation", "batch", "batch-jobs")
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -31,7 +31,8 @@ commands (`complete` runs when none is given; `yandexgpt-grpc COMMAND --help` fo
   tokenize   show how the model's tokenizer cuts a text
   submit     start a generation in asynchronous mode and print the operation id
   operation  print the result of an asynchronous operation
-  batch      answer every prompt of a JSONL file, resumably
+  batch      answer every prompt of a JSONL file, resumably (--cloud: on the platform's batch engine)
+  batch-jobs list, follow, cancel, fetch or delete tasks of the platform's batch engine
 
 exit codes:
   0    success
@@ -40,7 +41,7 @@ exit codes:
   3    authentication or permission error (no, wrong or expired credentials)
   4    invalid argument (the server rejected the request, the prompt is too large), unknown model or folder
   5    unavailable, deadline exceeded or rate-limited after retries: try again later
-  6    `operation ID` without --wait: the operation is still running
+  6    `operation ID` (or `batch-jobs status|results ID`) without --wait: still running
   7    batch: disk full while writing OUT; the results saved so far are whole lines, run again to continue
   130  interrupted (Ctrl-C); the request in flight was cancelled
   141  stdout was closed early (`| head`): the request was cancelled, nothing printed on stderr
@@ -165,6 +166,10 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.description = "Print the result of an operation started with `submit`, if it is done (exit 6 if not)."
         p.add_argument("operation_id", metavar="ID")
         _result_flags(p)
+    elif command == "batch-jobs":
+        from ._cloud import batch_jobs_flags
+
+        batch_jobs_flags(p)
     else:
         p.description = (
             'Answer each line {"id": ..., "messages": ..., <options>} of IN, appending one result line per id '
@@ -187,6 +192,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         bar = p.add_mutually_exclusive_group()
         bar.add_argument("--progress", action="store_true", default=None, help="always draw the progress bar")
         bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
+        from ._cloud import add_cloud_flags
+
+        add_cloud_flags(p)
     _connection_flags(p)
     return p
 

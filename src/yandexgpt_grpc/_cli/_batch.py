@@ -12,7 +12,7 @@ from typing import Any
 from yandexgpt_grpc._async_client import AsyncClient
 from yandexgpt_grpc._batch import DEFAULT_OUTAGE_WAIT, BatchDiskFullError, BatchOutageError, BatchProblem, arun_batch
 
-from ._args import EXIT_DISK_FULL, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Fail
+from ._args import DEFAULT_MODEL, EXIT_DISK_FULL, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, Fail
 from ._term import Printer
 
 
@@ -54,6 +54,23 @@ async def _batch(args: argparse.Namespace, kwargs: dict[str, Any], printer: Prin
         f"{sum(p.file == 'input' for p in summary.problems)} input problems ({summary.elapsed:.1f}s)"
     )
     return EXIT_OK if summary.ok else EXIT_ERROR
+
+
+async def _cloud(args: argparse.Namespace, kwargs: dict[str, Any], printer: Printer) -> int:
+    from ._cloud import batch_jobs, cloud_batch
+
+    async with AsyncClient(**kwargs) as client:
+        if args.command == "batch-jobs":
+            return await batch_jobs(args, client, printer.out, printer.err)
+        options = {
+            k: v for k, v in (("temperature", args.temperature), ("max_tokens", args.max_tokens)) if v is not None
+        }
+        return await cloud_batch(args, client, args.model or DEFAULT_MODEL, options, printer.err)
+
+
+def run_cloud_command(args: argparse.Namespace, kwargs: dict[str, Any], printer: Printer) -> int:
+    """`batch --cloud` and `batch-jobs`; Ctrl-C cancels the wait and surfaces as KeyboardInterrupt."""
+    return _run_cancellable(_cloud(args, kwargs, printer))
 
 
 def run_batch_command(args: argparse.Namespace, kwargs: dict[str, Any], printer: Printer) -> int:

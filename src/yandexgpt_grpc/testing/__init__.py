@@ -12,9 +12,12 @@ for scripting and :class:`CapturedCall` for what gets recorded. The pytest plugi
 
 from __future__ import annotations
 
+from ._batch_engine import Schedule
+from ._batch_services import BatchEngineService
 from ._capture import CapturedCall
 from ._iam import IamService, IssuedToken
 from ._model import DEFAULT_MODELS, MODEL_VERSIONS, sample_value, tokenize
+from ._object_store import ObjectStore
 from ._script import Fault, OperationScript, Reply
 from ._server import METHODS, Emulator
 
@@ -22,13 +25,16 @@ __all__ = [
     "DEFAULT_MODELS",
     "METHODS",
     "MODEL_VERSIONS",
+    "BatchEngineService",
     "CapturedCall",
     "Emulator",
     "Fault",
     "IamService",
     "IssuedToken",
+    "ObjectStore",
     "OperationScript",
     "Reply",
+    "Schedule",
     "sample_value",
     "tokenize",
 ]

@@ -202,6 +202,7 @@ class Emulator:
         self._queues: dict[str, deque[ScriptEntry]] = {m: deque() for m in METHODS}
         self._calls: list[CapturedCall] = []
         self._ops: dict[str, _Operation] = {}
+        self._op_sources: list[Callable[[str], Any | None]] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
@@ -725,6 +726,24 @@ class Emulator:
             state.op.response.Pack(state.outcome)
         state.op.modified_at.GetCurrentTime()
 
+    def add_operation_source(self, source: Callable[[str], Any | None]) -> None:
+        """Let an extra service answer ``OperationService.Get`` for its own operations.
+
+        ``source(operation_id)`` returns the current ``Operation`` message, or None when the id
+        is not its own.
+        """
+        with self._lock:
+            self._op_sources.append(source)
+
+    def _extra_op(self, op_id: str) -> Any | None:
+        with self._lock:
+            sources = list(self._op_sources)
+        for source in sources:
+            op = source(op_id)
+            if op is not None:
+                return op
+        return None
+
     def _find_op(self, op_id: str) -> _Operation:
         state = self._ops.get(op_id)
         if state is None:
@@ -734,6 +753,10 @@ class Emulator:
     async def operation_get(self, rpc: _Rpc) -> Any:
         """``OperationService.Get``: one poll; the operation may become done."""
         await self._apply_reply_envelope(rpc, self._pop("OperationGet"))
+        extra = self._extra_op(rpc.call.request.operation_id)
+        if extra is not None:
+            await rpc.send_initial()
+            return extra
         with self._lock:
             state = self._find_op(rpc.call.request.operation_id)
             state.polls += 1
