@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench._batch import run_batch_scale
 from bench._common import cpus
 from bench._startup import run_startup
 
@@ -280,6 +281,29 @@ def table(res: dict[str, Any]) -> str:
             "ok" if mem["growth_ours_kib"] <= 200 else "MISS",
         )
     )
+    if "batch" in res:
+        ba = res["batch"]
+        big, small = ba["big"], ba["small"]
+        rows.append(
+            (
+                f"batch {big['lines']} lines, --rps {ba['rps']:g} --concurrency {ba['concurrency']}: req/s",
+                f"{ba['rps']:g} limit",
+                f"{big['throughput']:.1f}",
+                f"{ba['share_of_rate']:.3f}",
+                f">= {ba['target']:.2f}",
+                "ok" if ba["share_of_rate"] >= ba["target"] else "MISS",
+            )
+        )
+        rows.append(
+            (
+                f"batch peak RSS, {small['lines']} vs {big['lines']} lines",
+                f"{small['peak_rss_mib']:.1f} MiB",
+                f"{big['peak_rss_mib']:.1f} MiB",
+                f"{ba['rss_extra_mib']:+.2f} MiB",
+                "<= +8 MiB",
+                "ok" if ba["rss_extra_mib"] <= 8 else "MISS",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
@@ -320,9 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         server.close()
     res["import"] = run_import(client_cpu, 3 if args.quick else 40)
+    res["batch"] = run_batch_scale(200 if args.quick else 10_000)
     res["seconds"] = time.perf_counter() - started
     res["ok"] = all(r["ok"] for r in res["latency"].values()) and all(
-        res[part]["ok"] for part in ("memory", "import", "startup")
+        res[part]["ok"] for part in ("memory", "import", "startup", "batch")
     )
     text = table(res)
     res["table"] = text

@@ -7,10 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = {"unary", "stream", "async_unary", "async_stream", "async_fanout"}
 
 
+@pytest.mark.timeout(120)  # the batch scenario starts an emulator and two CLI processes of its own
 def test_quick_bench_writes_every_scenario(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     proc = subprocess.run(
@@ -18,7 +21,7 @@ def test_quick_bench_writes_every_scenario(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=55,
+        timeout=110,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -38,6 +41,8 @@ def test_quick_bench_writes_every_scenario(tmp_path: Path) -> None:
         "cold import",
         "peak RSS",
         "RSS growth",
+        "batch 200 lines",
     ):
         assert label in proc.stdout
     assert res["table"] in proc.stdout
+    assert res["batch"]["big"]["answered"] == 200

@@ -65,7 +65,16 @@ if TYPE_CHECKING:
         default_credentials,
         resolve_credentials,
     )
-    from ._batch import BatchDiskFullError, BatchOutageError, BatchProblem, BatchSummary, arun_batch, run_batch
+    from ._batch import (
+        BatchAborted,
+        BatchDiskFullError,
+        BatchLockedError,
+        BatchOutageError,
+        BatchProblem,
+        BatchSummary,
+        arun_batch,
+        run_batch,
+    )
     from ._client import Client
     from ._cloud_batch import CloudBatchError, CloudBatchSummary
     from ._cloud_http import ObjectStorageError
@@ -86,7 +95,9 @@ _LAZY = {
     "ServiceAccountKey": "_auth",
     "default_credentials": "_auth",
     "resolve_credentials": "_auth",
+    "BatchAborted": "_batch",
     "BatchDiskFullError": "_batch",
+    "BatchLockedError": "_batch",
     "BatchOutageError": "_batch",
     "BatchProblem": "_batch",
     "BatchSummary": "_batch",
@@ -124,9 +135,11 @@ __all__ = [
     "AsyncCompletionStream",
     "AsyncOperation",
     "AuthenticationError",
+    "BatchAborted",
     "BatchDiskFullError",
     "BatchJob",
     "BatchJobs",
+    "BatchLockedError",
     "BatchOutageError",
     "BatchProblem",
     "BatchSummary",

@@ -1,82 +1,101 @@
-"""Batch runs: thousands of prompts from a JSONL file, none lost, none done twice.
+"""Batch runs: thousands of prompts from a JSONL file, none lost, none done twice, no setup mistake taken for a result.
 
 Input: one JSON object per line, ``{"id": ..., "messages": ..., <options>}``. Output: one JSON
 object per finished request, appended the moment it finishes, so a crash or Ctrl-C loses only
-what was in flight and a rerun picks up where the last one stopped.
+what was in flight and a rerun picks up where the last one stopped. A failure of the whole run
+(credentials, permissions, TLS, an unknown model, an endpoint down for good, a full disk) stops
+the run with BatchAborted instead of being written as thousands of per-prompt errors.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import json
 import math
-import os
 import sys
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import grpc
 
+from . import _progress
 from ._async_client import AsyncClient
-from ._convert import _OPTION_NAMES, MessagesInput, build_request, normalize_messages
+from ._batch_io import (
+    INCOMPLETE,
+    BatchProblem,
+    OutputLock,
+    PathLike,
+    _id_key,
+    _Item,
+    _iter_input,
+    _Output,
+    _read_done,
+    _read_input,
+    check_model,
+    is_final_error,
+)
+from ._convert import model_uri
 from ._errors import (
-    REDACTED,
+    _TLS_HINT,
     APIError,
+    BatchAborted,
+    BatchDiskFullError,
+    BatchLockedError,
+    BatchOutageError,
+    CredentialsError,
     IncompleteStreamError,
-    YandexGPTError,
     is_permanent,
+    is_plaintext_server,
     is_rate_limited,
+    plaintext_hint,
     rpc_code,
     rpc_details,
     scrub,
 )
+from ._progress import Progress
 from ._public import public
 from ._retry import RetryPolicy
 from ._types import NOT_GIVEN, CompletionResult, NotGiven
 
 __all__ = [
+    "BatchAborted",
     "BatchDiskFullError",
+    "BatchLockedError",
     "BatchOutageError",
     "BatchProblem",
     "BatchSummary",
+    "Progress",
     "RateLimiter",
     "arun_batch",
     "run_batch",
 ]
 
+# Kept importable from here: the cloud runner reads IN and writes OUT with the same helpers.
+_ = (_read_input, _Output, PathLike)
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
-PathLike = str | os.PathLike[str]
 
-_RESERVED = frozenset({"id", "messages", "model"})
 # How long an unreachable endpoint pauses a run before it stops (outage_wait=, --outage-wait).
 DEFAULT_OUTAGE_WAIT = 60.0
 # A request that fails with these while the breaker is open is waited out and sent again: its
 # retry budget (or its deadline, spent waiting) ran out to the outage, not to the prompt.
 _OUTAGE_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-_PROBE_MODEL = "gpt://folder/model/latest"
-
-
-@dataclass(frozen=True)
-class BatchProblem:
-    """An input line that was not sent (malformed or a duplicate id), or a repaired output line."""
-
-    line: int
-    message: str
-    file: str = "input"
-
-    def __str__(self) -> str:
-        return f"{self.file} line {self.line}: {self.message}"
+# How often the progress bar is redrawn while requests are in flight (elapsed, rate, ETA move on).
+_TICK = 0.5
+NOT_RUN = "not run"
+_AUTH_CODES = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED})
+_UNKNOWN_MODEL = "invalid model_uri"
 
 
 @dataclass
 class BatchSummary:
-    """What a run did; `failed` counts requests whose result line records an error."""
+    """What a run did. `failed` counts this run's error lines; `skipped` the ids OUT already had a
+    line for (a success, or an error that belongs to its prompt); `missing` the input ids with no
+    success line yet, by reason (an error code, or "not run")."""
 
     total: int = 0
     skipped: int = 0
@@ -84,35 +103,33 @@ class BatchSummary:
     failed: int = 0
     problems: list[BatchProblem] = field(default_factory=list)
     elapsed: float = 0.0
+    missing: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        """Every request answered and every input line usable (a repaired OUT tail is no failure)."""
-        return not self.failed and not any(p.file == "input" for p in self.problems)
+        """Every valid input id has a success line and every input line was usable."""
+        return not self.missing and not any(p.file == "input" for p in self.problems)
+
+    def describe(self) -> str:
+        """The run in one line, saying what is left and how it runs again."""
+        inputs = sum(p.file == "input" for p in self.problems)
+        text = (
+            f"{self.succeeded} succeeded, {self.failed} failed, {self.skipped} already done, "
+            f"{inputs} input problem{'' if inputs == 1 else 's'} ({self.elapsed:.1f}s)"
+        )
+        left = sum(self.missing.values())
+        if not left:
+            return f"{text}; all {self.total} ids answered"
+        reasons = ", ".join(f"{n} {why} ({_how(why)})" for why, n in sorted(self.missing.items()))
+        return f"{text}; {left} of {self.total} ids have no answer yet: {reasons}"
 
 
-class BatchDiskFullError(YandexGPTError):
-    """OUT could not be written (no space left, or over quota); the run stopped.
-
-    `saved` results are in OUT, each a whole line: free some space and run again to continue.
-    """
-
-    def __init__(self, path: PathLike, saved: int) -> None:
-        super().__init__(f"disk full while writing {os.fspath(path)} ({saved} results saved)")
-        self.path = os.fspath(path)
-        self.saved = saved
-
-
-Record = dict[str, Any]  # an output line as on_result sees it: JSON values, indexed by callers without casts
-
-
-@dataclass(frozen=True)
-class _Item:
-    line: int
-    id: object  # any JSON value
-    messages: MessagesInput  # as read from the file; prepare() checks it before any I/O
-    model: str | None
-    options: Mapping[str, object]
+def _how(reason: str) -> str:
+    if reason == NOT_RUN:
+        return "a rerun runs them"
+    if is_final_error({"code": reason}):
+        return "the prompt's own error; --retry-failed runs them again"
+    return "a rerun retries them"
 
 
 class RateLimiter:
@@ -187,20 +204,6 @@ class RateLimiter:
             self.rate = None
 
 
-class BatchOutageError(YandexGPTError):
-    """The endpoint stayed unreachable past `outage_wait`: the run stopped, nothing written for the rest.
-
-    `saved` results are in OUT; run again to continue once the endpoint is back.
-    """
-
-    def __init__(self, waited: float, saved: int) -> None:
-        super().__init__(
-            f"the endpoint has been unreachable for {waited:.0f}s (outage_wait); {saved} results saved, "
-            "run again to continue"
-        )
-        self.saved = saved
-
-
 class _Breaker:
     """A circuit breaker shared by every request of a run: an outage pauses the run, not each request.
 
@@ -273,217 +276,50 @@ class _Breaker:
             self._closed.set()
 
 
-class Progress:
-    """One redrawn status line on a terminal: counts, rate, ETA and failures."""
+def _tls_failure(code: grpc.StatusCode, details: str) -> bool:
+    low = details.lower()
+    return code is grpc.StatusCode.UNAVAILABLE and (
+        "handshake failed" in low or "ssl_error" in low or "certificate_verify_failed" in low
+    )
 
-    def __init__(self, out: TextIO, total: int, clock: Clock, interval: float = 0.1) -> None:
-        self._out = out
-        self._total = total
-        self._clock = clock
-        self._start = clock()
-        self._last = -math.inf
-        self._interval = interval
-        self.done = 0
-        self.failed = 0
 
-    def update(self, failed: bool, force: bool = False) -> None:
-        self.done += 1
-        self.failed += failed
-        self.draw(force)
+def _tls_aborted(details: str, endpoint: str) -> BatchAborted:
+    if "certificate_verify_failed" in details.lower():
+        what = _TLS_HINT
+    elif is_plaintext_server(grpc.StatusCode.UNAVAILABLE, details):
+        what = f"the TLS handshake with {endpoint} failed: {plaintext_hint(details)}"
+    else:
+        what = f"the TLS handshake with {endpoint} failed: check the endpoint and its port (--insecure for plaintext)"
+    return BatchAborted(f"{what} ({details})", code=grpc.StatusCode.UNAVAILABLE)
 
-    def draw(self, force: bool = False) -> None:
-        now = self._clock()
-        if not force and now - self._last < self._interval and self.done < self._total:
-            return
-        self._last = now
-        elapsed = max(now - self._start, 1e-9)
-        rate = self.done / elapsed
-        left = self._total - self.done
-        eta = _duration(left / rate) if rate > 0 else "?"
-        width = 24
-        filled = width * self.done // self._total if self._total else width
-        bar = "#" * filled + "." * (width - filled)
-        self._out.write(
-            f"\r[{bar}] {self.done}/{self._total} done, {self.failed} failed, {rate:.1f}/s, ETA {eta}\x1b[K"
+
+def _auth_aborted(exc: APIError | CredentialsError) -> BatchAborted:
+    if isinstance(exc, CredentialsError):
+        return BatchAborted(
+            f"could not get credentials: {exc}; check them, then run again", code=grpc.StatusCode.UNAUTHENTICATED
         )
-        self._out.flush()
-
-    def finish(self) -> None:
-        self.draw(force=True)
-        self._out.write("\n")
-        self._out.flush()
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds + 0.5)
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
+    if exc.code is grpc.StatusCode.PERMISSION_DENIED:
+        what = (
+            "the credentials may not use this model or folder (PERMISSION_DENIED): check the folder id and that "
+            "the account has the ai.languageModels.user role"
+        )
+    else:
+        what = (
+            "the service refused the credentials (UNAUTHENTICATED): check the API key or IAM token "
+            "(api_key=/iam_token=, --api-key/--iam-token, YC_API_KEY/YC_IAM_TOKEN)"
+        )
+    return BatchAborted(f"{what}; the server said: {exc.details}", code=exc.code)
 
 
-def _id_key(value: object) -> str:
-    """Ids compare as JSON, so "1" and 1 stay different requests."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+def _model_aborted(exc: APIError, uri: str) -> BatchAborted:
+    return BatchAborted(
+        f"the service does not know model {uri!r} ({exc.code.name}: {exc.details}): check the model name "
+        "(model=, --model) and the folder id (folder_id=, --folder-id, YC_FOLDER_ID)",
+        code=exc.code,
+    )
 
 
-def _read_input(path: PathLike, problems: list[BatchProblem]) -> list[_Item]:
-    return list(_iter_input(path, problems))
-
-
-def _iter_input(
-    path: PathLike, problems: list[BatchProblem], seen: MutableMapping[str, int] | None = None
-) -> Iterator[_Item]:
-    """The valid input lines one by one (the cloud runner streams them); problems are appended.
-
-    `seen` (id -> first line) may live on disk, so a file of millions of ids needs no memory for them.
-    """
-    if seen is None:
-        seen = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                problems.append(BatchProblem(lineno, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-                continue
-            if not isinstance(obj, dict):
-                problems.append(BatchProblem(lineno, "expected a JSON object with 'id' and 'messages'"))
-                continue
-            item_id = obj.get("id")
-            if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or item_id == "":
-                problems.append(BatchProblem(lineno, "'id' must be a non-empty string or an integer"))
-                continue
-            key = _id_key(item_id)
-            if key in seen:
-                problems.append(BatchProblem(lineno, f"duplicate id {item_id!r} (first on line {seen[key]})"))
-                continue
-            seen[key] = lineno
-            unknown = sorted(set(obj) - _RESERVED - _OPTION_NAMES)
-            if unknown:
-                problems.append(
-                    BatchProblem(
-                        lineno,
-                        f"unknown keys {unknown}; allowed: id, messages, model, {', '.join(sorted(_OPTION_NAMES))}",
-                    )
-                )
-                continue
-            model = obj.get("model")
-            if model is not None and not isinstance(model, str):
-                problems.append(BatchProblem(lineno, "'model' must be a string"))
-                continue
-            options = {k: v for k, v in obj.items() if k not in _RESERVED}
-            try:  # the checks the client would make, now, so the report can name the line
-                build_request(_PROBE_MODEL, normalize_messages(obj.get("messages", [])), options, False)
-            except (TypeError, ValueError) as exc:
-                problems.append(BatchProblem(lineno, str(exc)))
-                continue
-            yield _Item(lineno, item_id, obj["messages"], model, options)
-
-
-# The error code of an answer without a final alternative (it may be cut short).
-INCOMPLETE = "INCOMPLETE"
-# Error lines a rerun retries without being asked (--retry-failed retries every error line).
-_RERUN_CODES = frozenset({INCOMPLETE})
-
-
-def _rerun(error: object) -> bool:
-    return isinstance(error, dict) and error.get("code") in _RERUN_CODES
-
-
-def _read_done(path: PathLike, problems: list[BatchProblem], retry_failed: bool) -> set[str]:
-    """Ids already answered in OUT; repair a torn last line, drop error lines if asked to."""
-    done: set[str] = set()
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
-        return done
-    lines = data.split(b"\n")
-    tail = lines.pop()  # after the last newline: b"" unless the last write was torn
-    keep_len = len(data) - len(tail)
-    if tail:
-        problems.append(BatchProblem(len(lines) + 1, "incomplete last line (an interrupted write) removed", "output"))
-    kept: list[bytes] = []
-    dropped = False
-    for lineno, raw in enumerate(lines, 1):
-        if not raw.strip():
-            continue
-        try:
-            obj = json.loads(raw)
-            key = _id_key(obj["id"])
-        except (ValueError, KeyError, TypeError):
-            if lineno == len(lines):  # a last line cut short but ending in a newline
-                problems.append(BatchProblem(lineno, "unreadable last line removed", "output"))
-                keep_len -= len(raw) + 1
-                break
-            raise ValueError(
-                f"{os.fspath(path)} line {lineno} is not a result line; refusing to append to it"
-            ) from None
-        if "error" in obj and (retry_failed or _rerun(obj["error"])):
-            dropped = True
-            continue
-        kept.append(raw)
-        done.add(key)
-    if dropped:
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(b"".join(line + b"\n" for line in kept))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    elif keep_len < len(data):
-        os.truncate(path, keep_len)
-    return done
-
-
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-class _Output:
-    """Append-only result file: each line goes out in one write(2), so no line is ever torn by us.
-
-    The client's own secrets never reach it, whatever a line would quote.
-    """
-
-    def __init__(self, path: PathLike, secrets: tuple[str, ...] = (), saved: int = 0) -> None:
-        self._path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._secrets = secrets
-        self.saved = saved  # whole result lines in the file
-
-    def write(self, record: Mapping[str, object]) -> None:
-        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-        for secret in self._secrets:  # only the exact secret: answers keep their text otherwise
-            if len(secret) >= 8 and secret in line:
-                line = line.replace(secret, REDACTED)
-        data = (line + "\n").encode("utf-8")
-        view = memoryview(data)
-        start = os.lseek(self._fd, 0, os.SEEK_END)
-        try:
-            while view:
-                view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            if exc.errno not in _DISK_FULL:
-                raise
-            with contextlib.suppress(OSError):  # take back our own torn part; a rerun repairs it otherwise
-                os.ftruncate(self._fd, start)
-            raise BatchDiskFullError(self._path, self.saved) from exc
-        self.saved += 1
-
-    def close(self) -> None:
-        try:
-            os.fsync(self._fd)
-        except OSError as exc:
-            if exc.errno not in _DISK_FULL:
-                raise
-        finally:
-            os.close(self._fd)
+Record = dict[str, Any]  # an output line as on_result sees it: JSON values, indexed by callers without casts
 
 
 def _success(item: _Item, result: CompletionResult) -> Record:
@@ -504,18 +340,28 @@ def _success(item: _Item, result: CompletionResult) -> Record:
     return record
 
 
-def _failure(item: _Item, exc: Exception) -> Record:
+def _failure(item: _Item, exc: APIError | IncompleteStreamError) -> Record:
+    """An error line: a gRPC status name, or INCOMPLETE for an answer without a final alternative."""
+    error: Record
     if isinstance(exc, IncompleteStreamError):  # an answer that may be cut short is not a result
-        error = {"code": INCOMPLETE, "message": str(exc)}
+        error = {"code": INCOMPLETE, "message": scrub(str(exc))}
         if exc.partial is not None:
             error["partial"] = exc.partial.text
-    elif isinstance(exc, APIError):
+    else:
         error = {"code": exc.code.name, "message": exc.details}
         if exc.request_id:
             error["request_id"] = exc.request_id
-    else:
-        error = {"code": type(exc).__name__, "message": scrub(str(exc))}
     return {"id": item.id, "error": error}
+
+
+def _progress_stream(progress: bool | TextIO | None) -> TextIO | None:
+    if progress is None:
+        return sys.stderr if sys.stderr.isatty() and _progress.available() else None
+    if progress is False:
+        return None
+    if not _progress.available():
+        raise ValueError(f"progress= draws with tqdm, which is not installed: {_progress.INSTALL_HINT}")
+    return sys.stderr if progress is True else progress
 
 
 async def arun_batch(
@@ -541,61 +387,134 @@ async def arun_batch(
     `model` is the default for lines without their own. At most `concurrency` requests run
     at once and at most `rps` start per second (halved on every RESOURCE_EXHAUSTED, then
     recovering). Transient failures are retried with `retry` (default: the client's policy);
-    what still fails is recorded as an error line. While the endpoint is down (UNAVAILABLE from
-    several requests in a row) every request waits and one probes, for up to `outage_wait`
-    seconds; such an outage writes no error line, a longer one stops the run with
-    BatchOutageError. `retry_failed` drops earlier error lines
-    from OUT so those ids run again. `progress`: a stream, True for stderr, None for stderr
-    only when it is a terminal. Cancelling the task (Ctrl-C) cancels the calls in flight and
-    leaves OUT with whole lines only.
+    what still fails is recorded as an error line with its gRPC status name (INCOMPLETE for an
+    answer without a final alternative). A rerun retries transient error lines by itself; errors
+    that belong to their prompt stay unless `retry_failed`. While the endpoint is down (UNAVAILABLE
+    from several requests in a row) every request waits and one probes, for up to `outage_wait`
+    seconds; such an outage writes no error line.
+
+    A failure of the whole run is never a result: a model that does not resolve raises ValueError
+    before anything is written; refused credentials, no permission, a failed TLS handshake, a model
+    or folder the service does not know (the first answers say so and none succeeded), an outage
+    past `outage_wait`, a full disk or another run on the same OUT (an OS lock on ``OUT.lock``)
+    raise BatchAborted (with `.summary`): the requests in flight are cancelled, nothing is written
+    for them. `progress`: a stream, True for stderr, None for stderr only when it is a terminal
+    (tqdm, the `cli` extra). Cancelling the task (Ctrl-C) cancels the calls in flight and leaves
+    OUT with whole lines only.
     """
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     if isinstance(outage_wait, bool) or not isinstance(outage_wait, (int, float)) or not outage_wait > 0:
         raise ValueError(f"outage_wait must be a positive number of seconds, got {outage_wait!r}")
+    out_stream = _progress_stream(progress)
     started = clock()
     summary = BatchSummary()
     problems = summary.problems
+    cfg = client._config
+    # Pre-flight, before OUT is touched: every model resolves (a short name needs a folder).
+    default_uri = model_uri(model, cfg.folder_id) if model is not None else None
+    found: list[BatchProblem] = []
+    valid: set[str] = set()
+    needs_default = False
+    for item in _iter_input(input_path, found):
+        if check_model(item, cfg.folder_id, found):
+            valid.add(_id_key(item.id))
+            needs_default = needs_default or item.model is None
+    if needs_default and default_uri is None:
+        raise ValueError("no model: pass model= (--model) or give every input line a 'model'")
 
     def problem(p: BatchProblem) -> None:
         problems.append(p)
         if on_problem is not None:
             on_problem(p)
 
-    found: list[BatchProblem] = []
-    done = _read_done(output_path, found, retry_failed)
-    items = _read_input(input_path, found)
-    for p in found:
-        problem(p)
-    if model is None and any(item.model is None for item in items):
-        raise ValueError("no model: pass model= (--model) or give every input line a 'model'")
-    todo = [item for item in items if _id_key(item.id) not in done]
-    summary.total = len(items)
-    summary.skipped = len(items) - len(todo)
+    lock = OutputLock(output_path)
+    lock.acquire()
+    try:
+        state = _read_done(output_path, found, retry_failed)
+        for p in found:
+            problem(p)
+        summary.total = len(valid)
+        done_keys = {k for k in valid if state.done(k)}
+        summary.skipped = len(done_keys)
+        missing: Counter[str] = Counter(state.errors[k] for k in done_keys if k in state.errors)
+        todo_count = len(valid) - len(done_keys)
+        del done_keys
+        queue: Iterator[_Item] = (
+            item for item in _iter_input(input_path, []) if (key := _id_key(item.id)) in valid and not state.done(key)
+        )
+        try:
+            await _run(
+                client,
+                queue,
+                todo_count=todo_count,
+                output_path=output_path,
+                saved=state.lines,
+                summary=summary,
+                missing=missing,
+                model=model,
+                default_uri=default_uri,
+                concurrency=concurrency,
+                rps=rps,
+                retry=retry,
+                timeout=timeout,
+                outage_wait=outage_wait,
+                out_stream=out_stream,
+                problem=problem,
+                on_result=on_result,
+                clock=clock,
+                sleep=sleep,
+            )
+        finally:
+            not_run = todo_count - summary.succeeded - summary.failed
+            if not_run > 0:
+                missing[NOT_RUN] += not_run
+            summary.missing = dict(missing)
+            summary.elapsed = clock() - started
+    except BatchAborted as exc:
+        exc.summary = summary
+        raise
+    finally:
+        lock.release()
+    return summary
 
+
+async def _run(
+    client: AsyncClient,
+    queue: Iterator[_Item],
+    *,
+    todo_count: int,
+    output_path: PathLike,
+    saved: int,
+    summary: BatchSummary,
+    missing: Counter[str],
+    model: str | None,
+    default_uri: str | None,
+    concurrency: int,
+    rps: float | None,
+    retry: RetryPolicy | None,
+    timeout: float | NotGiven | None,
+    outage_wait: float,
+    out_stream: TextIO | None,
+    problem: Callable[[BatchProblem], None],
+    on_result: Callable[[Record], None] | None,
+    clock: Clock,
+    sleep: Sleep,
+) -> None:
     cfg = client._config
     policy = retry if retry is not None else cfg.retry
     limiter = RateLimiter(rps, clock=clock, sleep=sleep)
-    out_stream: TextIO | None
-    if progress is None:
-        out_stream = sys.stderr if sys.stderr.isatty() else None
-    elif progress is True:
-        out_stream = sys.stderr
-    elif progress is False:
-        out_stream = None
-    else:
-        out_stream = progress
-    bar = Progress(out_stream, len(todo), clock) if out_stream is not None and todo else None
-
-    output = _Output(output_path, client._config.credentials.sent_secrets(), saved=len(done))
+    secrets = cfg.credentials.sent_secrets()
+    output = _Output(output_path, secrets, saved=saved)
     breaker = _Breaker(outage_wait, clock, sleep)
     breaker.saved = lambda: output.saved
-    queue: Iterator[_Item] = iter(todo)
+    default_answered = False  # an "unknown model" answer stops the run only while this is False
 
-    async def answer(item: _Item) -> Record:
+    async def answer(item: _Item) -> Record | None:
         # Every attempt goes through the client's retry driver; the limiter and the outage breaker
         # only add hooks: before each attempt wait for the endpoint and a turn, after each failure
-        # tell them what happened.
+        # tell them what happened (a TLS failure stops the run here, before any retry).
+        nonlocal default_answered
         began = 0.0
 
         async def before() -> None:
@@ -604,8 +523,10 @@ async def arun_batch(
             began = await limiter.acquire()
 
         def on_error(exc: grpc.RpcError | None) -> None:
-            code = rpc_code(exc)
-            if code is grpc.StatusCode.UNAVAILABLE and not is_permanent(code, rpc_details(exc)):
+            code, details = rpc_code(exc), rpc_details(exc)
+            if _tls_failure(code, details):
+                raise _tls_aborted(scrub(details, secrets), cfg.endpoint)
+            if code is grpc.StatusCode.UNAVAILABLE and not is_permanent(code, details):
                 breaker.unavailable()
             else:
                 breaker.reachable()
@@ -617,45 +538,74 @@ async def arun_batch(
                 request = cfg.prepare(item.model or model or "", item.messages, item.options, False)
                 tries = cfg.attempts("Completion", timeout, policy)
                 result = await client._completion_call(request, tries, before, on_error)
-            except BatchOutageError:
-                raise  # the run stops: no line for this request
+            except BatchAborted:
+                raise
             except APIError as exc:
                 if breaker.open and exc.code in _OUTAGE_CODES:
                     continue  # the endpoint is down, not this prompt's fault: wait it out, start afresh
-                return _failure(item, exc)
-            except (YandexGPTError, ValueError, TypeError) as exc:
+                if exc.code in _AUTH_CODES:
+                    raise _auth_aborted(exc) from exc
+                if (
+                    item.model is None
+                    and not default_answered
+                    and (exc.code is grpc.StatusCode.NOT_FOUND or _UNKNOWN_MODEL in exc.details)
+                ):
+                    raise _model_aborted(exc, default_uri or "") from exc
                 breaker.reachable()
                 return _failure(item, exc)
+            except IncompleteStreamError as exc:
+                breaker.reachable()
+                return _failure(item, exc)
+            except CredentialsError as exc:
+                raise _auth_aborted(exc) from exc
+            except (ValueError, TypeError) as exc:  # the pre-flight checks missed it: the line's problem
+                problem(BatchProblem(item.line, str(exc)))
+                return None
             breaker.reachable()
             limiter.speed_up()
+            if item.model is None:
+                default_answered = True
             return _success(item, result)
+
+    bar = Progress(out_stream, summary.total, initial=summary.skipped) if out_stream is not None else None
 
     async def worker() -> None:
         for item in queue:
             record = await answer(item)
+            if record is None:
+                continue
             output.write(record)
-            failed = "error" in record
-            if failed:
+            if "error" in record:
                 summary.failed += 1
+                missing[record["error"]["code"]] += 1
             else:
                 summary.succeeded += 1
             if on_result is not None:
                 on_result(record)
             if bar is not None:
-                bar.update(failed)
+                bar.update("error" in record)
 
-    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(todo)))]
+    async def tick() -> None:
+        assert bar is not None
+        while True:
+            await asyncio.sleep(_TICK)
+            bar.refresh()
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, todo_count))]
+    ticker = asyncio.ensure_future(tick()) if bar is not None else None
     try:
         await asyncio.gather(*tasks)
     finally:
         for task in tasks:  # one worker failed, or we were cancelled: stop the rest
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        output.close()
-        if bar is not None:
-            bar.finish()
-        summary.elapsed = clock() - started
-    return summary
+        if ticker is not None:
+            ticker.cancel()
+        await asyncio.gather(*tasks, *([ticker] if ticker else []), return_exceptions=True)
+        try:
+            output.close()
+        finally:
+            if bar is not None:
+                bar.finish()
 
 
 def run_batch(
@@ -700,4 +650,4 @@ def run_batch(
     return asyncio.run(main())
 
 
-public(BatchProblem, BatchSummary, BatchDiskFullError, BatchOutageError)
+public(BatchSummary)

@@ -31,7 +31,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._batch import BatchProblem, PathLike, _id_key, _iter_input, _Output
+from ._batch import BatchProblem
+from ._batch_io import PathLike, _id_key, _iter_input, _Output
 from ._convert import normalize_messages
 
 __all__ = [

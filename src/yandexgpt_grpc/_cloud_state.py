@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ._batch import PathLike
+from ._batch_io import PathLike
 
 __all__ = ["STATE_SUFFIX", "CloudState", "Fingerprint", "StateFile", "StateMismatchError", "state_path"]
 

@@ -608,6 +608,57 @@ def pushback_ms(exc: Any) -> int | None:
     return None
 
 
+class BatchAborted(YandexGPTError):
+    """A batch run stopped on a failure of the whole run, not of one prompt; nothing was written for it.
+
+    Credentials refused, no permission, a TLS handshake that fails, a model or folder the service
+    does not know, an endpoint down past the outage wait, a full disk, another run on the same OUT.
+    `code` is the gRPC status behind it (None for a local cause), `saved` the result lines in OUT,
+    `summary` the run's BatchSummary so far. Fix the cause and run again: the run continues.
+    """
+
+    def __init__(self, message: str, *, code: grpc.StatusCode | None = None, saved: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.saved = saved
+        self.summary: Any = None
+
+
+class BatchOutageError(BatchAborted):
+    """The endpoint stayed unreachable past `outage_wait`: the run stopped, nothing written for the rest.
+
+    `saved` results are in OUT; run again to continue once the endpoint is back.
+    """
+
+    def __init__(self, waited: float, saved: int) -> None:
+        super().__init__(
+            f"the endpoint has been unreachable for {waited:.0f}s (outage_wait); {saved} results saved, "
+            "run again to continue",
+            code=grpc.StatusCode.UNAVAILABLE,
+            saved=saved,
+        )
+
+
+class BatchDiskFullError(BatchAborted):
+    """OUT could not be written (no space left, or over quota); the run stopped.
+
+    `saved` results are in OUT, each a whole line: free some space and run again to continue.
+    """
+
+    def __init__(self, path: str, saved: int) -> None:
+        super().__init__(f"disk full while writing {path} ({saved} results saved)", saved=saved)
+        self.path = path
+
+
+class BatchLockedError(BatchAborted):
+    """Another run is writing the same OUT (it holds the lock file next to it); this one did nothing."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(f"another batch run is writing {path} ({holder}); let it finish or stop it, then run again")
+        self.path = path
+        self.holder = holder
+
+
 public(
     YandexGPTError,
     APIError,
@@ -638,4 +689,8 @@ public(
     StreamConsumedError,
     EventLoopError,
     OperationNotDoneError,
+    BatchAborted,
+    BatchOutageError,
+    BatchDiskFullError,
+    BatchLockedError,
 )

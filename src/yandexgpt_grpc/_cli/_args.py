@@ -36,12 +36,13 @@ commands (`complete` runs when none is given; `yandexgpt-grpc COMMAND --help` fo
 
 exit codes:
   0    success
-  1    any other API error; for batch: some requests failed or input lines were skipped
+  1    any other API error; for batch: some input ids have no answer yet, or input lines were skipped
   2    usage error (bad flags or option values, no input text)
   3    authentication or permission error (no, wrong or expired credentials)
   4    invalid argument (the server rejected the request, the prompt is too large), unknown model or folder
   5    unavailable, deadline exceeded or rate-limited after retries: try again later
-  6    `operation ID` (or `batch-jobs status|results ID`) without --wait: still running
+  6    `operation ID` (or `batch-jobs status|results ID`) without --wait: still running; batch: another run
+       is writing OUT
   7    batch: disk full while writing OUT; the results saved so far are whole lines, run again to continue
   130  interrupted (Ctrl-C); the request in flight was cancelled
   141  stdout was closed early (`| head`): the request was cancelled, nothing printed on stderr
@@ -174,14 +175,20 @@ def build_parser(command: str) -> argparse.ArgumentParser:
         p.description = (
             'Answer each line {"id": ..., "messages": ..., <options>} of IN, appending one result line per id '
             "to OUT as it finishes. A rerun skips ids already in OUT, so an interrupted run is resumed by "
-            "running it again. --model is the default for lines without a 'model'."
+            "running it again; transient errors run again by themselves. A failure of the whole run (credentials, "
+            "permission, TLS, unknown model, endpoint down) stops it with one line and writes nothing for it. "
+            "--model is the default for lines without a 'model'."
         )
-        _generation_flags(p, None)
+        _generation_flags(p)
         p.add_argument("input", metavar="IN", help="input JSONL file")
         p.add_argument("output", metavar="OUT", help="output JSONL file (appended to)")
         p.add_argument("--concurrency", type=_positive_int, default=8, metavar="N", help="requests in flight (8)")
         p.add_argument("--rps", type=_positive_float, metavar="R", help="requests started per second (no limit)")
-        p.add_argument("--retry-failed", action="store_true", help="drop error lines from OUT and run those ids again")
+        p.add_argument(
+            "--retry-failed",
+            action="store_true",
+            help="also run again ids whose error belongs to the prompt (INVALID_ARGUMENT, ...)",
+        )
         p.add_argument(
             "--outage-wait",
             type=_positive_float,
@@ -190,7 +197,9 @@ def build_parser(command: str) -> argparse.ArgumentParser:
             help="while the endpoint is unreachable, pause up to S seconds, then stop: exit 5 (60)",
         )
         bar = p.add_mutually_exclusive_group()
-        bar.add_argument("--progress", action="store_true", default=None, help="always draw the progress bar")
+        bar.add_argument(
+            "--progress", action="store_true", default=None, help="draw the progress bar even off a terminal"
+        )
         bar.add_argument("--no-progress", dest="progress", action="store_false", help="never draw it")
         from ._cloud import add_cloud_flags
 
