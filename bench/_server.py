@@ -1,9 +1,13 @@
-"""The loopback server every client talks to: a minimal servicer on our generated stubs.
+"""The loopback server every client talks to: a minimal servicer with the real API's message shape.
 
-Responses are built once and replayed, so the server's cost per message is the same
-for every client. The number of streamed messages comes from `max_tokens` (the bench
+It is built on the `yandexcloud` package's classes (the official stubs, in the test extra), so the
+server depends on none of our code; on the wire both sets of classes are the same. Each response
+carries what the real API sends while streaming: the whole text so far (8 more characters per
+message), cumulative usage, the model version, PARTIAL then FINAL, and `x-request-id` /
+`x-server-trace-id` headers. Responses are built once and replayed, so the server's cost per message
+is the same for every client. The number of streamed messages comes from `max_tokens` (the bench
 clients set it); `stream=false` answers with one message. Run as
-`python -m bench._server [--cpu N]`; it prints its port and serves until stdin closes.
+`python -m bench._server [--cpu N] [--kind aio|sync]`; it prints its port and serves until stdin closes.
 """
 
 from __future__ import annotations
@@ -13,37 +17,39 @@ import asyncio
 import sys
 
 import grpc
+from yandex.cloud.ai.foundation_models.v1.text_generation import text_generation_service_pb2 as tg_pb2
+from yandex.cloud.ai.foundation_models.v1.text_generation import text_generation_service_pb2_grpc as tg_grpc
 
 from bench._common import pin
-from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-    text_generation_service_pb2 as tg_pb2,
+
+CHUNK = "to be or"  # 8 characters of new text per message; ASCII, the cheapest text for the client to decode
+MODEL_VERSION = "23.10.2024"
+INPUT_TOKENS = 14
+_INITIAL = (
+    ("x-request-id", "5b0a6f3e-6c1d-4b7e-9a57-0c5a3f9d2e41"),
+    ("x-server-trace-id", "9f2c41d07b3e5a68c1d4e7f0a2b5c8d1"),
 )
-from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-    text_generation_service_pb2_grpc as tg_grpc,
-)
-
-_WORD = "word "
-_INITIAL = (("x-request-id", "bench-request"), ("x-server-trace-id", "bench-trace"))
 
 
-def _responses(count: int) -> list[tg_pb2.CompletionResponse]:
+def responses(count: int) -> list[tg_pb2.CompletionResponse]:
+    """A stream of `count` messages shaped like the real API's (the last one FINAL)."""
     out = []
     for i in range(1, count + 1):
-        resp = tg_pb2.CompletionResponse(model_version="bench")
+        resp = tg_pb2.CompletionResponse(model_version=MODEL_VERSION)
         alt = resp.alternatives.add()
         alt.message.role = "assistant"
-        alt.message.text = _WORD * i
+        alt.message.text = CHUNK * i
         alt.status = 3 if i == count else 1  # FINAL / PARTIAL
-        resp.usage.input_text_tokens = 10
-        resp.usage.completion_tokens = i
-        resp.usage.total_tokens = 10 + i
+        resp.usage.input_text_tokens = INPUT_TOKENS
+        resp.usage.completion_tokens = 2 * i
+        resp.usage.total_tokens = INPUT_TOKENS + 2 * i
         out.append(resp)
     return out
 
 
 class _Cache(dict[int, list[tg_pb2.CompletionResponse]]):
     def __missing__(self, count: int) -> list[tg_pb2.CompletionResponse]:
-        self[count] = value = _responses(count)
+        self[count] = value = responses(count)
         return value
 
 

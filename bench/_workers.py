@@ -1,8 +1,9 @@
 """One client process per round: `python -m bench._workers '<json spec>'` prints a JSON result.
 
-The raw variant is what a user writes by hand with grpcio and the same generated stubs:
-default channel options, `stub.Completion(request, metadata=...)`, iterate. It loads the
-generated modules without running our package's `__init__`, so it pays nothing of ours.
+The raw variants are what a user writes by hand with grpcio: default channel options,
+`stub.Completion(request, metadata=...)`, iterate. `raw` uses our generated stubs, loaded
+without running our package's `__init__`, so it pays nothing of ours; `raw_yc` uses the
+official `yandexcloud` package's stubs (the code a user of the official stubs writes).
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ from typing import Any
 from bench._common import API_KEY, MODEL_URI, PROMPT, pin
 
 _SRC = Path(__file__).resolve().parent.parent / "src" / "yandexgpt_grpc"
-_TG = "yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation"
+_YC_TG = "yandex.cloud.ai.foundation_models.v1.text_generation"
+_TG = "yandexgpt_grpc._generated." + _YC_TG
 
 
-def _raw_modules() -> tuple[Any, Any]:
-    """The generated request/stub modules, skipping `yandexgpt_grpc/__init__.py`."""
+def _raw_modules(official: bool = False) -> tuple[Any, Any]:
+    """The request/stub modules: `yandexcloud`'s, or ours skipping `yandexgpt_grpc/__init__.py`."""
+    import importlib
+
+    if official:
+        return importlib.import_module(_YC_TG + ".text_generation_service_pb2"), importlib.import_module(
+            _YC_TG + ".text_generation_service_pb2_grpc"
+        )
     if "yandexgpt_grpc" not in sys.modules:
         import importlib.util
 
@@ -35,8 +43,6 @@ def _raw_modules() -> tuple[Any, Any]:
             list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else [str(_SRC)]
         )
         sys.modules["yandexgpt_grpc"] = shell
-    import importlib
-
     return importlib.import_module(_TG + ".text_generation_service_pb2"), importlib.import_module(
         _TG + ".text_generation_service_pb2_grpc"
     )
@@ -45,10 +51,12 @@ def _raw_modules() -> tuple[Any, Any]:
 class _Raw:
     """Hand-written grpcio calls, the obvious way."""
 
+    official = False  # our generated stubs; `_RawYC` sets it
+
     def __init__(self, target: str, aio: bool) -> None:
         import grpc
 
-        self.pb2, pb2_grpc = _raw_modules()
+        self.pb2, pb2_grpc = _raw_modules(self.official)
         self.channel = grpc.aio.insecure_channel(target) if aio else grpc.insecure_channel(target)
         self.stub = pb2_grpc.TextGenerationServiceStub(self.channel)
         self.metadata = (("authorization", "Api-Key " + API_KEY),)
@@ -89,6 +97,12 @@ class _Raw:
         return n
 
 
+class _RawYC(_Raw):
+    """The same hand-written calls on the `yandexcloud` package's stubs."""
+
+    official = True
+
+
 class _Ours:
     """The same calls through Client / AsyncClient."""
 
@@ -117,6 +131,9 @@ class _Ours:
             alt.delta  # noqa: B018
             n += 1
         return n
+
+
+VARIANTS: dict[str, type[_Raw | _Ours]] = {"raw": _Raw, "raw_yc": _RawYC, "ours": _Ours}
 
 
 def _timed(fn: Callable[[], Any], n: int, warmup: int) -> list[float]:
@@ -152,7 +169,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     pin(spec.get("cpu"))
     scenario, target = spec["scenario"], f"127.0.0.1:{spec['port']}"
     n, warmup, msgs = spec["n"], spec["warmup"], spec.get("messages", 1)
-    cls = _Ours if spec["variant"] == "ours" else _Raw
+    cls = VARIANTS[spec["variant"]]
     if scenario.startswith("async"):
         return asyncio.run(_run_async(cls, target, scenario, n, warmup, msgs, spec.get("concurrency", 1)))
     c = cls(target, False)

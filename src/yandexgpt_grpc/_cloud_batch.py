@@ -33,8 +33,7 @@ from typing import Any
 
 from google.protobuf import json_format
 
-from ._batch import BatchProblem
-from ._batch_io import PathLike, _Output
+from ._batch_io import BatchProblem, PathLike, _Output
 from ._cloud_batch_files import ConvertedInput, MapCounts, RequestIndex, convert_input, map_results
 from ._cloud_http import (
     DEFAULT_PART_SIZE,

@@ -1,6 +1,6 @@
 """The cloud batch engine's files: the local runner's IN -> the engine's JSON Lines; result Parquet -> OUT.
 
-IN is read with the local runner's own reader (`_batch._iter_input`: same checks, same problem
+IN is read with the local runner's own reader (`_batch_io._iter_input`: same checks, same problem
 reports) and streamed line by line into the engine's format,
 ``{"request": [{"role": ..., "text": ...}, ...]}``, in a temporary file whose size the upload
 needs first. One engine task has one model and one set of options, so lines whose options
@@ -31,8 +31,7 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._batch import BatchProblem
-from ._batch_io import PathLike, _id_key, _iter_input, _Output
+from ._batch_io import BatchProblem, PathLike, _id_key, _iter_input, _Output
 from ._convert import normalize_messages
 
 __all__ = [

@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._batch import BatchProblem
-from ._batch_io import PathLike, _Output
+from ._batch_io import BatchProblem, PathLike, _Output
 from ._cloud_batch import (
     Blocking,
     CloudBatchError,
