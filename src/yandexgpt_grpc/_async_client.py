@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -27,11 +27,16 @@ from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._channel import AsyncCompletionCall
     from ._cloud_jobs import AsyncBatchJobs
     from ._convert import GenerationOptions
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
+
+    AsyncCompletion = grpc.aio.UnaryStreamMultiCallable[tg_pb2.CompletionRequest, tg_pb2.CompletionResponse]
+
+S = TypeVar("S")
 
 
 class AsyncClient(ClientBase):
@@ -41,13 +46,15 @@ class AsyncClient(ClientBase):
     """
 
     _sync = False
+    _op_channel: grpc.aio.Channel | None
 
     def _setup(self) -> None:
         self._channel: grpc.aio.Channel | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._completion: Any = None
+        # Set with the channel, before any call can reach it (see _ensure_channel).
+        self._completion: AsyncCompletion = None  # type: ignore[assignment]
 
-    def _ensure_channel(self) -> Any:
+    def _ensure_channel(self) -> AsyncCompletion:
         """The Completion callable, creating the channel on first use in this loop."""
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed")
@@ -89,7 +96,7 @@ class AsyncClient(ClientBase):
         request: tg_pb2.CompletionRequest,
         tries: CallRetry,
         before: Callable[[], Awaitable[object]] | None = None,
-        on_error: Callable[[Any], object] | None = None,
+        on_error: Callable[[grpc.RpcError | None], object] | None = None,
     ) -> Awaitable[CompletionResult]:
         """complete() for a built request, with the driver's hooks (arun_batch's rate limiter)."""
         self._ensure_channel()
@@ -151,7 +158,9 @@ class AsyncClient(ClientBase):
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
         return AsyncCompletionStream(self._stream_call, request, tries, lambda: self._closed)
 
-    def _stream_call(self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata) -> Any:
+    def _stream_call(
+        self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
+    ) -> AsyncCompletionCall:
         """Start one attempt of a stream, creating the channel on first use in this loop."""
         return self._ensure_channel()(request, timeout=timeout, metadata=md)
 
@@ -170,7 +179,9 @@ class AsyncClient(ClientBase):
         cfg = self._config
         request = cfg.prepare(model, messages, options, False)
         tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
-        pb, initial = await acall_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
+        pb, initial = await acall_unary(
+            tries, lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion, request
+        )
         return AsyncOperation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> AsyncOperation:
@@ -192,7 +203,9 @@ class AsyncClient(ClientBase):
         """The model's tokens of `text`."""
         request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
         tries = self._config.attempts("TokenizerService.Tokenize", timeout, retry, metadata)
-        return tokens_answer(*await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "Tokenize"), request))
+        return tokens_answer(
+            *await acall_unary(tries, lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize, request)
+        )
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     async def tokenize_messages(
@@ -209,17 +222,18 @@ class AsyncClient(ClientBase):
         request = self._config.prepare(model, messages, options, False)
         tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
         return tokens_answer(
-            *await acall_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request)
+            *await acall_unary(tries, lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion, request)
         )
 
-    def _stub(self, factory: Any) -> Any:
+    def _stub(self, factory: Callable[[grpc.aio.Channel], S]) -> S:
+        """`factory` (a stub class) made on this client's channel once; looked up at call time."""
         self._ensure_channel()
         stub = self._stubs.get(factory)
         if stub is None:
-            stub = self._stubs[factory] = factory(self._channel)
-        return stub
+            stub = self._stubs[factory] = factory(self._channel)  # type: ignore[arg-type]  # made just above
+        return stub  # type: ignore[return-value]  # the cache holds factory(channel) under factory
 
-    def _operations(self) -> Any:
+    def _operations(self) -> op_grpc.OperationServiceAsyncStub:
         """The OperationService stub: on the main channel when operation_endpoint is the endpoint."""
         self._ensure_channel()
         stub = self._stubs.get(op_grpc.OperationServiceStub)
@@ -228,8 +242,8 @@ class AsyncClient(ClientBase):
             channel = self._channel
             if cfg.operation_endpoint != cfg.endpoint:
                 channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=True)
-            stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
-        return stub
+            stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)  # type: ignore[arg-type]  # made just above
+        return stub  # type: ignore[return-value]  # the cache holds factory(channel) under factory
 
     @property
     def batch_jobs(self) -> AsyncBatchJobs:

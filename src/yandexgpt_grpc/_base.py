@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from random import getrandbits
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ._auth import Credentials, resolve_credentials
 from ._channel import ChannelOptions, build_channel_options
@@ -41,6 +41,9 @@ from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
 )
 from ._retry import DEFAULT_RETRY, NO_RETRIES, CallRetry, RetryPolicy
 from ._types import NOT_GIVEN, NotGiven
+
+if TYPE_CHECKING:
+    import grpc
 
 Timeout = float | None | NotGiven
 MetadataInput = Mapping[str, str] | Sequence[tuple[str, str]] | None
@@ -196,7 +199,7 @@ class ClientConfig:
         return md
 
     def prepare(
-        self, model: str, messages: MessagesInput, options: Mapping[str, Any], stream: bool
+        self, model: str, messages: MessagesInput, options: Mapping[str, object], stream: bool
     ) -> tg_pb2.CompletionRequest:
         turns = messages if isinstance(messages, str) else normalize_messages(messages)
         uri = model_uri(model, self.folder_id)
@@ -309,20 +312,14 @@ class ClientBase:
         )
         self._closed = False
         # Stubs for the async, tokenizer and operation services, made on first use.
-        self._stubs: dict[Any, Any] = {}
-        self._op_channel: Any = None
+        # Each key is a stub class, its value that class made on the client's channel (see `_stub`).
+        self._stubs: dict[object, object] = {}
+        self._op_channel: grpc.Channel | grpc.aio.Channel | None = None
         self._setup()
 
     def _setup(self) -> None:
         """The subclass's own state (channels, locks); no I/O."""
         raise NotImplementedError
-
-    def _stub(self, factory: Any) -> Any:
-        raise NotImplementedError
-
-    def _rpc(self, factory: Any, name: str) -> Callable[[], Any]:
-        """The stub method `name`, looked up at call time (the channel is made on first use)."""
-        return lambda: getattr(self._stub(factory), name)
 
     def __repr__(self) -> str:
         return self._config.describe(type(self).__name__)

@@ -319,9 +319,12 @@ def _model_aborted(exc: APIError, uri: str) -> BatchAborted:
     )
 
 
-def _success(item: _Item, result: CompletionResult) -> dict[str, Any]:
+Record = dict[str, Any]  # an output line as on_result sees it: JSON values, indexed by callers without casts
+
+
+def _success(item: _Item, result: CompletionResult) -> Record:
     usage = result.usage
-    record: dict[str, Any] = {
+    record: Record = {
         "id": item.id,
         "text": result.text,
         "status": result.status.name,
@@ -337,9 +340,9 @@ def _success(item: _Item, result: CompletionResult) -> dict[str, Any]:
     return record
 
 
-def _failure(item: _Item, exc: APIError | IncompleteStreamError) -> dict[str, Any]:
+def _failure(item: _Item, exc: APIError | IncompleteStreamError) -> Record:
     """An error line: a gRPC status name, or INCOMPLETE for an answer without a final alternative."""
-    error: dict[str, Any]
+    error: Record
     if isinstance(exc, IncompleteStreamError):  # an answer that may be cut short is not a result
         error = {"code": INCOMPLETE, "message": scrub(str(exc))}
         if exc.partial is not None:
@@ -375,7 +378,7 @@ async def arun_batch(
     outage_wait: float = DEFAULT_OUTAGE_WAIT,
     progress: bool | TextIO | None = None,
     on_problem: Callable[[BatchProblem], None] | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
+    on_result: Callable[[Record], None] | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = asyncio.sleep,
 ) -> BatchSummary:
@@ -494,7 +497,7 @@ async def _run(
     outage_wait: float,
     out_stream: TextIO | None,
     problem: Callable[[BatchProblem], None],
-    on_result: Callable[[dict[str, Any]], None] | None,
+    on_result: Callable[[Record], None] | None,
     clock: Clock,
     sleep: Sleep,
 ) -> None:
@@ -507,7 +510,7 @@ async def _run(
     breaker.saved = lambda: output.saved
     default_answered = False  # an "unknown model" answer stops the run only while this is False
 
-    async def answer(item: _Item) -> dict[str, Any] | None:
+    async def answer(item: _Item) -> Record | None:
         # Every attempt goes through the client's retry driver; the limiter and the outage breaker
         # only add hooks: before each attempt wait for the endpoint and a turn, after each failure
         # tell them what happened (a TLS failure stops the run here, before any retry).
@@ -519,7 +522,7 @@ async def _run(
             await breaker.ready()
             began = await limiter.acquire()
 
-        def on_error(exc: Any) -> None:
+        def on_error(exc: grpc.RpcError | None) -> None:
             code, details = rpc_code(exc), rpc_details(exc)
             if _tls_failure(code, details):
                 raise _tls_aborted(scrub(details, secrets), cfg.endpoint)
@@ -627,8 +630,8 @@ def run_batch(
     outage_wait: float = DEFAULT_OUTAGE_WAIT,
     progress: bool | TextIO | None = None,
     on_problem: Callable[[BatchProblem], None] | None = None,
-    on_result: Callable[[dict[str, Any]], None] | None = None,
-    **client_kwargs: Any,
+    on_result: Callable[[Record], None] | None = None,
+    **client_kwargs: Any,  # AsyncClient's keyword arguments, each checked by AsyncClient itself
 ) -> BatchSummary:
     """The blocking face of `arun_batch`: builds an AsyncClient from `client_kwargs` and runs it.
 

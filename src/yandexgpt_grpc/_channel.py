@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, overload
 
 import grpc
 
@@ -13,9 +13,22 @@ from ._constants import MAX_MESSAGE_BYTES, USER_AGENT
 from ._errors import CHANNEL_CLOSED
 
 if TYPE_CHECKING:
-    from ._base import ClientConfig
+    from typing import Literal, TypeAlias
 
-ChannelOptions = Sequence[tuple[str, Any]]
+    from grpc import _CallIterator  # typeshed's name for what a blocking server-streaming call returns
+
+    from ._base import ClientConfig
+    from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
+
+    # The transport's call shapes, in the stubs' types (checked only; nothing here exists at run time).
+    CompletionCall: TypeAlias = _CallIterator[tg_pb2.CompletionResponse]
+    AsyncCompletionCall: TypeAlias = grpc.aio.UnaryStreamCall[tg_pb2.CompletionRequest, tg_pb2.CompletionResponse]
+    # Metadata as grpc hands it over: a tuple of pairs (blocking) or a grpc.aio Metadata.
+    Headers: TypeAlias = tuple[tuple[str, str | bytes], ...] | grpc.aio.Metadata
+
+ChannelOptions = Sequence[tuple[str, object]]
 
 # How long a silent connection (an unanswered ping, an unfinished handshake) is given before
 # grpc drops it and reconnects; README "Reliability" quotes it.
@@ -25,8 +38,8 @@ DEAD_PATH_MS = 2_000
 _SINGLE_THREADED_UNARY_STREAM = "SingleThreadedUnaryStream"
 
 
-def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, Any]]:
-    opts: dict[str, Any] = {
+def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple[str, object]]:
+    opts: dict[str, object] = {
         "grpc.primary_user_agent": USER_AGENT,
         "grpc.max_receive_message_length": MAX_MESSAGE_BYTES,
         "grpc.max_send_message_length": MAX_MESSAGE_BYTES,
@@ -65,7 +78,7 @@ def build_channel_options(user: ChannelOptions | None, sync: bool) -> list[tuple
 UNPARSABLE_DETAILS = "Exception deserializing response!"
 
 
-def unparsable_error(initial: Any) -> grpc.aio.AioRpcError:
+def unparsable_error(initial: grpc.aio.Metadata) -> grpc.aio.AioRpcError:
     """The INTERNAL failure the blocking API raises for an unparsable response, for grpc.aio calls."""
     return grpc.aio.AioRpcError(grpc.StatusCode.INTERNAL, initial, grpc.aio.Metadata(), UNPARSABLE_DETAILS)
 
@@ -88,7 +101,11 @@ def task_cancelled() -> bool:
     return bool(cancelling()) if cancelling is not None else False
 
 
-def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> Any:
+@overload
+def open_channel(cfg: ClientConfig, target: str, *, aio: Literal[False]) -> grpc.Channel: ...
+@overload
+def open_channel(cfg: ClientConfig, target: str, *, aio: Literal[True]) -> grpc.aio.Channel: ...
+def open_channel(cfg: ClientConfig, target: str, *, aio: bool) -> grpc.Channel | grpc.aio.Channel:
     """A channel to `target` under the client's rules: TLS unless insecure (loopback only, checked)."""
     if cfg.insecure:
         return (grpc.aio.insecure_channel if aio else grpc.insecure_channel)(target, options=cfg.options)

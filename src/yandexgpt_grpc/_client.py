@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -24,13 +24,18 @@ from ._streaming import CompletionStream
 from ._types import NOT_GIVEN, CompletionResult, NotGiven, TokenizeResult
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from typing_extensions import Unpack
 
+    from ._channel import CompletionCall
     from ._cloud_jobs import BatchJobs
     from ._convert import GenerationOptions
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
+
+S = TypeVar("S")
 
 
 class Client(ClientBase):
@@ -40,6 +45,7 @@ class Client(ClientBase):
     """
 
     _sync = True
+    _op_channel: grpc.Channel | None
 
     def _setup(self) -> None:
         cfg = self._config
@@ -111,7 +117,9 @@ class Client(ClientBase):
         tries = cfg.attempts("Completion(stream)", timeout, retry, metadata, stream=True)
         return CompletionStream(self._stream_call, request, tries)
 
-    def _stream_call(self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata) -> Any:
+    def _stream_call(
+        self, request: tg_pb2.CompletionRequest, timeout: float | None, md: _retry.Metadata
+    ) -> CompletionCall:
         """Start one attempt of a stream (the stream's own attempt reads its first response)."""
         self._check_open()
         return self._completion(request, timeout=timeout, metadata=md)
@@ -132,7 +140,7 @@ class Client(ClientBase):
         cfg = self._config
         request = cfg.prepare(model, messages, options, False)
         tries = cfg.attempts("TextGenerationAsyncService.Completion", timeout, retry, metadata)
-        pb, initial = call_unary(tries, self._rpc(tg_grpc.TextGenerationAsyncServiceStub, "Completion"), request)
+        pb, initial = call_unary(tries, lambda: self._stub(tg_grpc.TextGenerationAsyncServiceStub).Completion, request)
         return Operation(pb.id, cfg, self._operations, pb=pb, initial=initial)
 
     def operation(self, operation_id: str) -> Operation:
@@ -154,7 +162,7 @@ class Client(ClientBase):
         self._check_open()
         request = build_tokenize_request(model_uri(model, self._config.folder_id), text)
         tries = self._config.attempts("TokenizerService.Tokenize", timeout, retry, metadata)
-        return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "Tokenize"), request))
+        return tokens_answer(*call_unary(tries, lambda: self._stub(tg_grpc.TokenizerServiceStub).Tokenize, request))
 
     @documented(options=True, call_args=("model", "messages", "timeout", "metadata", "retry"))
     def tokenize_messages(
@@ -171,9 +179,12 @@ class Client(ClientBase):
         self._check_open()
         request = self._config.prepare(model, messages, options, False)
         tries = self._config.attempts("TokenizerService.TokenizeCompletion", timeout, retry, metadata)
-        return tokens_answer(*call_unary(tries, self._rpc(tg_grpc.TokenizerServiceStub, "TokenizeCompletion"), request))
+        return tokens_answer(
+            *call_unary(tries, lambda: self._stub(tg_grpc.TokenizerServiceStub).TokenizeCompletion, request)
+        )
 
-    def _stub(self, factory: Any) -> Any:
+    def _stub(self, factory: Callable[[grpc.Channel], S]) -> S:
+        """`factory` (a stub class) made on this client's channel once; looked up at call time."""
         self._check_open()
         stub = self._stubs.get(factory)
         if stub is None:
@@ -182,9 +193,9 @@ class Client(ClientBase):
                 stub = self._stubs.get(factory)
                 if stub is None:
                     stub = self._stubs[factory] = factory(self._channel)
-        return stub
+        return stub  # type: ignore[return-value]  # the cache holds factory(channel) under factory
 
-    def _operations(self) -> Any:
+    def _operations(self) -> op_grpc.OperationServiceStub:
         """The OperationService stub: on the main channel when operation_endpoint is the endpoint."""
         self._check_open()
         stub = self._stubs.get(op_grpc.OperationServiceStub)
@@ -198,7 +209,7 @@ class Client(ClientBase):
                     if cfg.operation_endpoint != cfg.endpoint:
                         channel = self._op_channel = open_channel(cfg, cfg.operation_endpoint, aio=False)
                     stub = self._stubs[op_grpc.OperationServiceStub] = op_grpc.OperationServiceStub(channel)
-        return stub
+        return stub  # type: ignore[return-value]  # the cache holds factory(channel) under factory
 
     @property
     def batch_jobs(self) -> BatchJobs:

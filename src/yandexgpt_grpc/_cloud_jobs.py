@@ -65,7 +65,7 @@ def _method(client: Client | AsyncClient, step: Rpc) -> tuple[Callable[[], Any],
     if step.service == "operations":
         return (lambda: getattr(client._operations(), step.method)), f"OperationService.{step.method}"
     factory, service = _STUBS[step.service]
-    return client._rpc(factory, step.method), f"{service}.{step.method}"
+    return (lambda: getattr(client._stub(factory), step.method)), f"{service}.{step.method}"
 
 
 def _unary(client: Client) -> Callable[[Rpc], Any]:

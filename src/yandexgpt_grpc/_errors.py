@@ -502,7 +502,7 @@ def _scrub_md(md: Metadata, secrets: Sequence[str]) -> Metadata:
     return tuple((k, _scrub_value(v, secrets)) for k, v in md)
 
 
-class RedactedRpcError(grpc.RpcError):  # type: ignore[misc]
+class RedactedRpcError(grpc.RpcError):
     """Stands in for grpc's exception as `__cause__` when that one quoted a credential.
 
     grpc's own exception cannot be changed, and its text (and debug string) would show the
@@ -523,7 +523,8 @@ class RedactedRpcError(grpc.RpcError):  # type: ignore[misc]
     def initial_metadata(self) -> Metadata:
         return self._initial
 
-    def trailing_metadata(self) -> Metadata:
+    # typeshed types RpcError's as _Metadatum objects; grpc's own errors give (key, value) pairs, as here.
+    def trailing_metadata(self) -> Metadata:  # type: ignore[override]
         return self._trailing
 
     def debug_error_string(self) -> str:

@@ -8,7 +8,7 @@ request, one response, with the same retries, deadlines and auth refresh as `com
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -25,6 +25,14 @@ from ._errors import (  # OperationTimeoutError's home is _errors; importable fr
 from ._public import public
 from ._retry import CallRetry
 from ._types import NOT_GIVEN, CompletionResult
+
+if TYPE_CHECKING:
+    from ._channel import Headers
+    from ._generated.yandex.cloud.operation import operation_pb2
+    from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
 
 __all__ = [
     "AsyncOperation",
@@ -44,13 +52,15 @@ _LAST_POLL_DEADLINE = 0.5
 # -- one request, one response ------------------------------------------------------------------
 
 
-def call_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tuple[Any, Any]:
+def call_unary(
+    tries: CallRetry, method: Callable[[], grpc.UnaryUnaryMultiCallable[Req, Resp]], request: Req
+) -> tuple[Resp, Headers]:
     """(response, initial metadata) of a unary RPC, through the retry driver (`_retry.call`).
 
     `method()` gives the stub callable, so the channel behind it is made on first use.
     """
 
-    def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
+    def attempt(tries: CallRetry, request: Req, timeout: float | None, md: _retry.Metadata) -> tuple[Resp, Headers]:
         resp, call = method().with_call(request, timeout=timeout, metadata=md)
         initial = call.initial_metadata()
         tries.finished(grpc.StatusCode.OK, initial)
@@ -59,10 +69,14 @@ def call_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tup
     return _retry.call(tries, attempt, request)
 
 
-async def acall_unary(tries: CallRetry, method: Callable[[], Any], request: Any) -> tuple[Any, Any]:
+async def acall_unary(
+    tries: CallRetry, method: Callable[[], grpc.aio.UnaryUnaryMultiCallable[Req, Resp]], request: Req
+) -> tuple[Resp, Headers]:
     """The asyncio twin of `call_unary` (`_retry.acall`); task cancellation cancels the RPC."""
 
-    async def attempt(tries: CallRetry, request: Any, timeout: float | None, md: _retry.Metadata) -> tuple[Any, Any]:
+    async def attempt(
+        tries: CallRetry, request: Req, timeout: float | None, md: _retry.Metadata
+    ) -> tuple[Resp, Headers]:
         call = method()(request, timeout=timeout, metadata=md)
         try:
             resp = await call
@@ -92,10 +106,10 @@ class _OperationBase:
         self,
         operation_id: str,
         cfg: ClientConfig,
-        stubs: Callable[[], Any],
+        stubs: Callable[[], op_grpc.OperationServiceStub],
         *,
-        pb: Any = None,
-        initial: Any = None,
+        pb: operation_pb2.Operation | None = None,
+        initial: Headers | None = None,
     ) -> None:
         if not isinstance(operation_id, str):
             raise TypeError(f"operation_id must be a str, got {type(operation_id).__name__}")
@@ -121,14 +135,14 @@ class _OperationBase:
         return str(self._pb.description) if self._pb is not None else ""
 
     @property
-    def raw(self) -> Any:
+    def raw(self) -> operation_pb2.Operation | None:
         """The last `yandex.cloud.operation.Operation` message received (None before the first)."""
         return self._pb
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self._id!r}, done={self.done})"
 
-    def _update(self, pb: Any, initial: Any) -> None:
+    def _update(self, pb: operation_pb2.Operation, initial: Headers) -> None:
         self._pb = pb
         self._initial = initial
 
@@ -136,16 +150,14 @@ class _OperationBase:
         """The result of a done operation, or its error raised as our exception class."""
         return operation_result(self._pb, self._id, self._initial)
 
-    def _get_call(self, timeout: Timeout, deadline: float | None) -> tuple[CallRetry, Callable[[], Any], Any]:
-        """What poll() and wait() call: OperationService.Get, its deadline cut to what wait() has left."""
-        tries = self._cfg.attempts(
+    def _get_tries(self, timeout: Timeout, deadline: float | None) -> CallRetry:
+        """What poll() and wait() call OperationService.Get with: its deadline cut to what wait() has left."""
+        return self._cfg.attempts(
             "OperationService.Get", _rpc_timeout(self._cfg, timeout, deadline), NOT_GIVEN, operation_id=self._id
         )
-        return tries, lambda: self._stubs().Get, get_operation_request(self._id)
 
-    def _cancel_call(self, timeout: Timeout) -> tuple[CallRetry, Callable[[], Any], Any]:
-        tries = self._cfg.attempts("OperationService.Cancel", timeout, NOT_GIVEN, operation_id=self._id)
-        return tries, lambda: self._stubs().Cancel, cancel_operation_request(self._id)
+    def _cancel_tries(self, timeout: Timeout) -> CallRetry:
+        return self._cfg.attempts("OperationService.Cancel", timeout, NOT_GIVEN, operation_id=self._id)
 
     def _polled(self, exc: DeadlineExceededError, schedule: _Schedule, timeout: float | None) -> YandexGPTError:
         """A poll ran out of time: the wait's timeout if that is what passed, else the poll's own error."""
@@ -229,7 +241,8 @@ class Operation(_OperationBase):
         return self.done
 
     def _get(self, timeout: Timeout, deadline: float | None) -> None:
-        self._update(*call_unary(*self._get_call(timeout, deadline)))
+        tries = self._get_tries(timeout, deadline)
+        self._update(*call_unary(tries, lambda: self._stubs().Get, get_operation_request(self._id)))
 
     def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
         """Poll until done and return the result; raises OperationTimeoutError after `timeout` seconds.
@@ -263,13 +276,15 @@ class Operation(_OperationBase):
 
     def cancel(self, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Ask the server to stop the operation; a pending one then ends with CancelledError."""
-        self._update(*call_unary(*self._cancel_call(timeout)))
+        tries = self._cancel_tries(timeout)
+        self._update(*call_unary(tries, lambda: self._stubs().Cancel, cancel_operation_request(self._id)))
 
 
 class AsyncOperation(_OperationBase):
     """The asyncio twin of `Operation`: the same members, with poll/wait/result/cancel awaited."""
 
     __slots__ = ()
+    _stubs: Callable[[], op_grpc.OperationServiceAsyncStub]
 
     async def poll(self, *, timeout: Timeout = NOT_GIVEN) -> bool:
         """Ask the server once; returns whether the operation is done."""
@@ -277,7 +292,8 @@ class AsyncOperation(_OperationBase):
         return self.done
 
     async def _get(self, timeout: Timeout, deadline: float | None) -> None:
-        self._update(*await acall_unary(*self._get_call(timeout, deadline)))
+        tries = self._get_tries(timeout, deadline)
+        self._update(*await acall_unary(tries, lambda: self._stubs().Get, get_operation_request(self._id)))
 
     async def wait(self, timeout: float | None = None, poll_interval: float = 1.0) -> CompletionResult:
         """`Operation.wait`, awaited: poll until done; OperationTimeoutError after `timeout` seconds.
@@ -310,7 +326,8 @@ class AsyncOperation(_OperationBase):
 
     async def cancel(self, *, timeout: Timeout = NOT_GIVEN) -> None:
         """Ask the server to stop the operation; a pending one then ends with CancelledError."""
-        self._update(*await acall_unary(*self._cancel_call(timeout)))
+        tries = self._cancel_tries(timeout)
+        self._update(*await acall_unary(tries, lambda: self._stubs().Cancel, cancel_operation_request(self._id)))
 
 
 public(Operation, AsyncOperation)

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import grpc
 
@@ -37,8 +37,11 @@ from ._public import public
 if TYPE_CHECKING:
     from ._auth import Credentials
     from ._base import ClientConfig, MetadataInput
+    from ._channel import Headers
+    from ._types import Alternative
 
 T = TypeVar("T")
+R = TypeVar("R")  # the request an attempt sends
 Metadata = tuple[tuple[str, str], ...]
 
 # Looked up at call time so tests can replace them with a fake clock.
@@ -121,7 +124,7 @@ class RetryPolicy:
 
     def next_delay(
         self,
-        exc: Any,
+        exc: grpc.RpcError | APIError | None,
         attempt: int,
         deadline: float | None,
         responded: bool = False,
@@ -245,7 +248,9 @@ class CallRetry:
         """A retry's metadata: the first attempt's plus the attempt number."""
         return (*md, (HEADER_ATTEMPT, str(self.attempt)))
 
-    def retry_after(self, exc: Any, rejected: str, *, responded: bool = False, timed_out: bool = False) -> float:
+    def retry_after(
+        self, exc: grpc.RpcError | None, rejected: str, *, responded: bool = False, timed_out: bool = False
+    ) -> float:
         """THE retry rule: seconds to wait before the next attempt (0: at once), or raise the call's error.
 
         `exc` is the attempt's grpc.RpcError (None when it timed out before grpc said anything);
@@ -264,7 +269,24 @@ class CallRetry:
             self.span.retrying(self, exc, delay, timed_out)
         return delay
 
-    def delay(self, exc: Any, rejected: str, responded: bool = False, timed_out: bool = False) -> float | None:
+    def after_failure(
+        self,
+        exc: grpc.RpcError | AttemptFailed,
+        rejected: str,
+        on_error: Callable[[grpc.RpcError | None], object] | None,
+    ) -> float:
+        """What both drivers do with a failed attempt: show its error to `on_error`, then apply `retry_after`."""
+        if isinstance(exc, AttemptFailed):
+            error, responded, timed_out = exc.error, exc.responded, exc.timed_out
+        else:
+            error, responded, timed_out = exc, False, False
+        if on_error is not None:
+            on_error(error)
+        return self.retry_after(error, rejected, responded=responded, timed_out=timed_out)
+
+    def delay(
+        self, exc: grpc.RpcError | None, rejected: str, responded: bool = False, timed_out: bool = False
+    ) -> float | None:
         """Seconds to wait before the next attempt (0: at once), or None to give up.
 
         `rejected` is the authorization value the failed attempt sent; `timed_out` says the
@@ -297,7 +319,9 @@ class CallRetry:
             )
         return delay
 
-    def failure(self, exc: Any, partial: Any = None, timed_out: bool = False) -> APIError:
+    def failure(
+        self, exc: grpc.RpcError | None, partial: Alternative | None = None, timed_out: bool = False
+    ) -> APIError:
         """The error to raise (`from` its `__cause__`) for an attempt the call will not retry."""
         if timed_out:
             err: APIError = DeadlineExceededError(
@@ -307,6 +331,7 @@ class CallRetry:
             )
             err.__cause__ = exc
             return err
+        assert exc is not None, "only a timed-out attempt comes without a grpc error"
         return from_rpc_error(
             exc,
             partial=partial,
@@ -315,21 +340,22 @@ class CallRetry:
             secrets=self.creds.sent_secrets(),
         )
 
-    def finished(self, code: grpc.StatusCode, md: Any = ()) -> None:
+    def finished(self, code: grpc.StatusCode, md: Headers = ()) -> None:
         """The DEBUG record of one RPC; nothing to do unless DEBUG was on when it started."""
         if self.started is not None:
             log_rpc(self.method, code, self.started, self.attempt, self.request_id, md=md)
 
-    def failed(self, exc: Any) -> None:
+    def failed(self, exc: grpc.RpcError) -> None:
         if self.started is not None:
-            md = (*(exc.initial_metadata() or ()), *(exc.trailing_metadata() or ()))
+            call = cast("grpc.Call", exc)  # grpc's errors are its call objects too (typeshed: only RpcError)
+            md = (*(call.initial_metadata() or ()), *(call.trailing_metadata() or ()))
             log_rpc(self.method, rpc_code(exc), self.started, self.attempt, self.request_id, md=md)
 
 
 class AttemptFailed(Exception):
     """Raised by an attempt to tell the driver more than its grpc error says (rare paths only)."""
 
-    def __init__(self, error: Any, *, responded: bool = False, timed_out: bool = False) -> None:
+    def __init__(self, error: grpc.RpcError | None, *, responded: bool = False, timed_out: bool = False) -> None:
         super().__init__(error)
         self.error = error  # the grpc.RpcError, or None for an attempt timed out before grpc spoke
         self.responded = responded
@@ -361,10 +387,10 @@ def _authorize(creds: Credentials) -> str:
 
 def call(
     tries: CallRetry,
-    attempt: Callable[[CallRetry, Any, float | None, Metadata], T],
-    request: Any,
+    attempt: Callable[[CallRetry, R, float | None, Metadata], T],
+    request: R,
     before: Callable[[], object] | None = None,
-    on_error: Callable[[Any], object] | None = None,
+    on_error: Callable[[grpc.RpcError | None], object] | None = None,
 ) -> T:
     """Run one logical blocking call: `attempt(tries, request, timeout, metadata)` until it answers or gives up.
 
@@ -384,24 +410,18 @@ def call(
         md = cfg.metadata(auth, request_id, extra)
         try:
             return attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
-        except grpc.RpcError as exc:
-            if on_error is not None:
-                on_error(exc)
-            delay = tries.retry_after(exc, auth)
-        except AttemptFailed as failed:
-            if on_error is not None:
-                on_error(failed.error)
-            delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
+        except (grpc.RpcError, AttemptFailed) as exc:
+            delay = tries.after_failure(exc, auth, on_error)
         if delay:
             sleep(delay)
 
 
 async def acall(
     tries: CallRetry,
-    attempt: Callable[[CallRetry, Any, float | None, Metadata], Awaitable[T]],
-    request: Any,
+    attempt: Callable[[CallRetry, R, float | None, Metadata], Awaitable[T]],
+    request: R,
     before: Callable[[], Awaitable[object]] | None = None,
-    on_error: Callable[[Any], object] | None = None,
+    on_error: Callable[[grpc.RpcError | None], object] | None = None,
 ) -> T:
     """The asyncio twin of `call`: the same loop, with the attempt, the token and the wait awaited."""
     if _hooks is not None and tries.span is None:  # instrumented: open the call's span, which comes back here
@@ -416,14 +436,8 @@ async def acall(
         md = cfg.metadata(auth, request_id, extra)
         try:
             return await attempt(tries, request, timeout, md if tries.attempt == 1 else tries.retried(md))
-        except grpc.RpcError as exc:
-            if on_error is not None:
-                on_error(exc)
-            delay = tries.retry_after(exc, auth)
-        except AttemptFailed as failed:
-            if on_error is not None:
-                on_error(failed.error)
-            delay = tries.retry_after(failed.error, auth, responded=failed.responded, timed_out=failed.timed_out)
+        except (grpc.RpcError, AttemptFailed) as exc:
+            delay = tries.after_failure(exc, auth, on_error)
         if delay:
             await asleep(delay)
 

@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -20,13 +20,18 @@ from ._retry import AttemptFailed
 from ._types import STATUSES, Alternative, CompletionResult, Usage
 
 if TYPE_CHECKING:
+    from ._channel import AsyncCompletionCall, CompletionCall, Headers
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
     from ._retry import CallRetry, Metadata
 
+    # Starts one attempt's RPC: (request, timeout, metadata) -> the grpc call object.
+    StartCall = Callable[[tg_pb2.CompletionRequest, float | None, Metadata], CompletionCall]
+    AsyncStartCall = Callable[[tg_pb2.CompletionRequest, float | None, Metadata], AsyncCompletionCall]
 
-def _pairs(md: Any) -> tuple[tuple[str, str | bytes], ...]:
+
+def _pairs(md: Headers | None) -> tuple[tuple[str, str | bytes], ...]:
     return md if isinstance(md, tuple) else tuple(md or ())
 
 
@@ -63,9 +68,9 @@ class _StreamState:
 
     def __init__(self, retry: CallRetry) -> None:
         self._retry = retry
-        self._call: Any = None
-        self._initial: Any = ()  # as grpc gave it: a tuple (sync) or a grpc.aio Metadata
-        self._trailing: Any = ()
+        self._call: CompletionCall | AsyncCompletionCall | None = None
+        self._initial: Headers = ()  # as grpc gave it: a tuple (sync) or a grpc.aio Metadata
+        self._trailing: Headers = ()
         self._alts: dict[int, Alternative] = {}  # the latest alternative of each index
         self._pending: deque[Alternative] | None = None  # more alternatives of the same response
         self._last: tg_pb2.CompletionResponse | None = None
@@ -109,7 +114,7 @@ class _StreamState:
     def _partial(self) -> Alternative | None:
         return self._alts.get(0)
 
-    def _end(self, trailing: Any) -> None:
+    def _end(self, trailing: Headers) -> None:
         """The server closed the stream with OK: keep what makes the result, or report it incomplete."""
         self._done = True
         self._trailing = trailing
@@ -129,7 +134,7 @@ class _StreamState:
         if span is not None:
             span.stream_ended(self)
 
-    def _headers(self, md: Any) -> None:
+    def _headers(self, md: Headers) -> None:
         self._initial = md
 
     def _reread_error(self) -> StreamConsumedError | None:
@@ -156,7 +161,7 @@ class _StreamState:
             )
         return None
 
-    def _interrupted(self, exc: Any) -> Exception:
+    def _interrupted(self, exc: grpc.RpcError) -> Exception:
         """The error for a failure after the first response: never retried, it keeps the partial."""
         self._done = True
         retry = self._retry
@@ -244,10 +249,6 @@ class _StreamState:
         return self._last.model_version if self._last is not None else None
 
 
-# Starts one attempt's RPC: (request, timeout, metadata) -> the grpc call object.
-StartCall = Callable[[Any, "float | None", "Metadata"], Any]
-
-
 class _Closed(Exception):
     """close() or aclose() came while a stream was opening: end the iteration quietly."""
 
@@ -257,7 +258,7 @@ class _FirstResponseTimer:
 
     __slots__ = ("_lock", "_state", "_timer")
 
-    def __init__(self, seconds: float, call: Any) -> None:
+    def __init__(self, seconds: float, call: grpc.RpcContext) -> None:
         self._lock = threading.Lock()
         self._state = 0  # 0 waiting, 1 stopped in time, 2 fired
 
@@ -291,8 +292,9 @@ class CompletionStream(_StreamState):
     """
 
     __slots__ = ("_request", "_start")
+    _call: CompletionCall | None
 
-    def __init__(self, start: StartCall, request: Any, retry: CallRetry) -> None:
+    def __init__(self, start: StartCall, request: tg_pb2.CompletionRequest, retry: CallRetry) -> None:
         super().__init__(retry)
         self._start = start
         self._request = request
@@ -341,7 +343,7 @@ class CompletionStream(_StreamState):
             raise
 
     def _attempt(
-        self, tries: CallRetry, request: Any, timeout: float | None, md: Metadata
+        self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: Metadata
     ) -> tg_pb2.CompletionResponse:
         if self._closed:  # close() during the wait before this attempt
             raise StopIteration
@@ -408,9 +410,14 @@ class AsyncCompletionStream(_StreamState):
     """
 
     __slots__ = ("_client_closed", "_opened", "_request", "_start")
+    _call: AsyncCompletionCall  # set by the first attempt, before anything reads it
 
     def __init__(
-        self, start: StartCall, request: Any, retry: CallRetry, client_closed: Callable[[], bool] = lambda: False
+        self,
+        start: AsyncStartCall,
+        request: tg_pb2.CompletionRequest,
+        retry: CallRetry,
+        client_closed: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(retry)
         self._start = start
@@ -526,7 +533,7 @@ class AsyncCompletionStream(_StreamState):
             raise
 
     async def _attempt(
-        self, tries: CallRetry, request: Any, timeout: float | None, md: Metadata
+        self, tries: CallRetry, request: tg_pb2.CompletionRequest, timeout: float | None, md: Metadata
     ) -> tg_pb2.CompletionResponse | None:
         if self._closed:  # aclose() during the wait before this attempt
             raise _Closed
@@ -560,7 +567,7 @@ class AsyncCompletionStream(_StreamState):
             self._cancel()
             raise
         self._opened = True
-        return resp  # type: ignore[no-any-return]
+        return resp
 
     async def aclose(self) -> None:
         """Cancel the RPC if it is still running; safe to call twice."""

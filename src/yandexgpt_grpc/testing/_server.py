@@ -833,26 +833,24 @@ def _status_details_bytes(fault: Fault) -> bytes:
     return bytes(status.SerializeToString())
 
 
-class _TextGeneration:
+class _Servicer:
+    """One service's servicer: each method hands its RPC to `Emulator.handle` under the name it is captured as."""
+
     def __init__(self, emu: Emulator) -> None:
         self._emu = emu
 
+
+class _TextGeneration(_Servicer):
     async def Completion(self, request: Any, context: Any) -> None:
         await self._emu.handle("Completion", request, context, self._emu.completion)
 
 
-class _AsyncTextGeneration:
-    def __init__(self, emu: Emulator) -> None:
-        self._emu = emu
-
+class _AsyncTextGeneration(_Servicer):
     async def Completion(self, request: Any, context: Any) -> Any:
         return await self._emu.handle("AsyncCompletion", request, context, self._emu.async_completion)
 
 
-class _Tokenizer:
-    def __init__(self, emu: Emulator) -> None:
-        self._emu = emu
-
+class _Tokenizer(_Servicer):
     async def Tokenize(self, request: Any, context: Any) -> Any:
         return await self._emu.handle("Tokenize", request, context, self._emu.tokenize)
 
@@ -860,10 +858,7 @@ class _Tokenizer:
         return await self._emu.handle("TokenizeCompletion", request, context, self._emu.tokenize_completion)
 
 
-class _Operations:
-    def __init__(self, emu: Emulator) -> None:
-        self._emu = emu
-
+class _Operations(_Servicer):
     async def Get(self, request: Any, context: Any) -> Any:
         return await self._emu.handle("OperationGet", request, context, self._emu.operation_get)
 
