@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._auth import Credentials
     from ._base import ClientConfig, MetadataInput
     from ._channel import Headers
+    from ._otel import CallSpan, Telemetry, _Off
     from ._types import Alternative
 
 T = TypeVar("T")
@@ -59,7 +60,7 @@ _DEBUG = logging.DEBUG
 
 # yandexgpt_grpc.otel.instrument() puts its hooks here; while it is None (not instrumented) a call pays
 # one test of it and nothing is imported or measured.
-_hooks: Any = None
+_hooks: Telemetry | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ class CallRetry:
         self.first_response_timeout: float | None = None
         self.started: float | None = None
         self.last: BaseException | None = None
-        self.span: Any = None  # the call's telemetry while instrumented (see yandexgpt_grpc.otel)
+        self.span: CallSpan | _Off | None = None  # the call's telemetry while instrumented (see yandexgpt_grpc.otel)
 
     def start(self) -> float | None:
         """Begin the next attempt and return the grpc timeout to give it.
