@@ -31,7 +31,7 @@ help:
 	@echo "make regenerate-stubs-offline  regenerate _generated/ from proto/ as it is"
 	@echo "make check-stubs               fail if _generated/ differs from what proto/ generates"
 	@echo "make test-compat               the suite on the floor and on the newest dependency versions"
-	@echo "make bench                     overhead against a hand-written grpcio stub call"
+	@echo "make bench                     overhead against hand-written grpcio stub calls; cloud-batch upload of 1 GB"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,7 @@ test-compat:
 
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.cloud_upload --size-mb 1024
 
 clean:
 	rm -rf $(VENV) .venv-compat-* .pytest_cache .mypy_cache .ruff_cache
