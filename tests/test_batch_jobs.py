@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 from yandexgpt_grpc import AsyncClient, Client, OperationTimeoutError
+from yandexgpt_grpc._batch_io import OutputLock
 from yandexgpt_grpc._cloud_batch import CloudBatchError, Poll
 from yandexgpt_grpc._cloud_jobs import AsyncBatchJob, AsyncBatchJobs, BatchJob, BatchJobs
+from yandexgpt_grpc._errors import BatchLockedError
 from yandexgpt_grpc.testing import Emulator
 from yandexgpt_grpc.testing._batch_engine import Schedule
 from yandexgpt_grpc.testing._batch_services import BatchEngineService
@@ -173,6 +175,15 @@ async def test_bad_input_is_refused_before_any_call(jobs: Jobs, emu: Emulator, t
     with pytest.raises(ValueError, match="has no request to send"):
         await jobs.call(jobs.jobs, "submit", empty)
     assert not [c for c in emu.calls if c.method.startswith("Dataset.")]
+
+
+async def test_a_second_writer_of_out_is_refused_before_any_call(jobs: Jobs, emu: Emulator, tmp_path: Path) -> None:
+    """One writer per OUT, as for the local runner: a run already holding OUT's lock means no second task."""
+    src, out = write_in(tmp_path, 3), tmp_path / "out.jsonl"
+    with OutputLock(out), pytest.raises(BatchLockedError, match="another batch run is writing"):
+        await jobs.call(jobs.jobs, "run", src, out)
+    assert not [c for c in emu.calls if c.method.startswith("Dataset.")]
+    assert not (tmp_path / "out.jsonl.cloud-state.json").exists()  # nothing of this run was recorded
 
 
 async def test_batch_jobs_is_one_object_per_client_and_needs_an_open_client(jobs: Jobs) -> None:

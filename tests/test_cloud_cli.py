@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import API_KEY, FOLDER
+from yandexgpt_grpc._batch_io import OutputLock
 from yandexgpt_grpc.testing import BatchEngineService, Emulator, Schedule
 
 ANSWER = 'You said: "question {}". This is the emulator answering.'
@@ -119,8 +120,13 @@ def test_sigkill_at_every_stage_then_a_rerun_finishes_once(tmp_path: Path) -> No
         assert (inputs(batch), len(batch.store.uploads), len(batch.engine.tasks)) == (1, 1, 1)
         assert [c.method for c in emu.calls].count("Dataset.Validate") == 1
         assert [c.method for c in emu.calls].count("BatchCompletion") == 1
-        # nothing left behind but OUT and its state file
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl", "out.jsonl.cloud-state.json"]
+        # nothing left behind but OUT, its state file and its lock file
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "in.jsonl",
+            "out.jsonl",
+            "out.jsonl.cloud-state.json",
+            "out.jsonl.lock",  # kept on purpose (see OutputLock): the lock is the OS lock, not the file
+        ]
 
 
 def test_validation_failure_names_the_in_line_and_exits_4(
@@ -133,6 +139,15 @@ def test_validation_failure_names_the_in_line_and_exits_4(
     assert "yandexgpt-grpc: input line 7: validation error: line is over the model's context" in proc.stderr
     assert "the batch engine refused the dataset" in proc.stderr
     assert len(batch.engine.tasks) == 0
+
+
+def test_a_second_run_on_the_same_out_exits_6_at_once(emu: Emulator, tmp_path: Path) -> None:
+    src, out = write_in(tmp_path, 3), tmp_path / "out.jsonl"
+    with OutputLock(out):
+        proc = run(emu, "batch", str(src), str(out), "--cloud")
+    assert proc.returncode == 6, proc.stderr
+    assert "another batch run is writing" in proc.stderr and str(out) in proc.stderr
+    assert emu.calls == []
 
 
 def test_differing_options_per_line_exit_2_before_any_call(emu: Emulator, tmp_path: Path) -> None:

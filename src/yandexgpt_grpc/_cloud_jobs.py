@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._batch_io import BatchProblem, PathLike, _Output
+from ._batch_io import BatchProblem, OutputLock, PathLike, _Output
 from ._cloud_batch import (
     Blocking,
     CloudBatchError,
@@ -318,7 +318,8 @@ class BatchJobs:
             on_progress=on_progress,
             multipart_threshold=multipart_threshold,
         )
-        summary: CloudBatchSummary = self._drive(run)
+        with OutputLock(output_path):  # one writer per OUT, as for run_batch: never two tasks for one IN
+            summary: CloudBatchSummary = self._drive(run)
         return summary
 
     def submit(self, input_path: PathLike, *, model: str = "yandexgpt-lite", **options: Any) -> BatchJob:
@@ -450,7 +451,8 @@ class AsyncBatchJobs:
             on_progress=on_progress,
             multipart_threshold=multipart_threshold,
         )
-        summary: CloudBatchSummary = await self._drive(run)
+        with OutputLock(output_path):  # one writer per OUT, as for run_batch: never two tasks for one IN
+            summary: CloudBatchSummary = await self._drive(run)
         return summary
 
     async def submit(self, input_path: PathLike, *, model: str = "yandexgpt-lite", **options: Any) -> AsyncBatchJob:

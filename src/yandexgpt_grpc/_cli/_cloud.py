@@ -91,11 +91,16 @@ async def cloud_batch(
     """`batch IN OUT --cloud`: the resumable run; Ctrl-C leaves the task running unless --cancel."""
     from yandexgpt_grpc._cloud_batch import CloudBatchError  # the cloud modules load only when used
     from yandexgpt_grpc._cloud_state import StateFile
+    from yandexgpt_grpc._errors import BatchLockedError
 
     jobs = client.batch_jobs
     display = _Display(err, getattr(args, "progress", None))
     try:
         summary = await jobs.run(args.input, args.output, model=model, on_progress=display, **options)
+    except BatchLockedError as exc:  # another run (local or cloud) is writing this OUT
+        display.close()
+        err.write(f"{PROG}: error: {exc}\n")
+        return EXIT_RUNNING
     except CloudBatchError as exc:  # the dataset failed validation: every error at its IN line
         display.close()
         for problem in exc.problems:
