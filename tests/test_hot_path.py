@@ -292,8 +292,9 @@ def test_a_one_shot_cli_call_loads_only_what_it_uses(emu: Any) -> None:
     code = (
         "import sys\n"
         "from yandexgpt_grpc.cli import main\n"
+        "import gc\n"
         "rc = main()\n"
-        "print('--modules--', *sorted(sys.modules))\n"
+        "print('--gc--', gc.isenabled(), '--modules--', *sorted(sys.modules))\n"
         "sys.exit(rc)\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_", "GRPC_"))}
@@ -301,7 +302,7 @@ def test_a_one_shot_cli_call_loads_only_what_it_uses(emu: Any) -> None:
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     answer, _, modules = proc.stdout.partition("--modules--")
-    assert answer == 'You said: "Hello". This is the emulator answering.\n'
+    assert answer == 'You said: "Hello". This is the emulator answering.\n--gc-- False '  # no GC passes
     loaded = set(modules.split())
     assert "yandexgpt_grpc._client" in loaded and "argparse" in loaded  # it did run the command
     assert not [m for m in _NOT_FOR_A_ONE_SHOT_CALL if m in loaded]
@@ -404,3 +405,25 @@ def test_auth_scheme_prefilter_agrees_with_the_pattern() -> None:
                     strip_auth_scheme(value, scheme, "key")
             else:
                 assert strip_auth_scheme(value, scheme, "key") == expected, value
+
+
+def test_only_a_one_shot_process_of_its_own_goes_without_gc_passes(emu: Any, tmp_path: Any) -> None:
+    """main() called in-process (stderr given) leaves the collector alone; `batch` keeps it (it runs long)."""
+    import gc
+    import io
+
+    from yandexgpt_grpc.cli import main
+
+    args = ["--endpoint", emu.address, "--insecure", "--api-key", "k", "--folder-id", "b1g"]
+    assert gc.isenabled()
+    assert main([*args, "Hello"], stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    assert gc.isenabled()
+
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "messages": "Hello"}\n')
+    code = "import gc, sys\nfrom yandexgpt_grpc.cli import main\nrc = main()\nprint('--gc--', gc.isenabled())\n"
+    code += "sys.exit(rc)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_", "GRPC_"))}
+    batch = ["batch", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), "--no-progress", *args]
+    proc = subprocess.run([sys.executable, "-c", code, *batch], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("--gc-- True\n") and (tmp_path / "out.jsonl").read_text().count("\n") == 1
