@@ -421,7 +421,9 @@ def unary_result(
 
 def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trailing: Any) -> CompletionResult:
     """complete()'s result from the answer and its headers; an answer without a message is incomplete."""
-    initial = tuple(initial)  # grpc.aio's Metadata iterates through a Python generator: walk it once
+    # grpc.aio's Metadata is walked once, through iter(): tuple() alone would first ask its Python-level
+    # __len__ for a size hint (the sync client's metadata is a tuple already: iter() costs nothing there).
+    initial = tuple(iter(initial))
     rid = find_header(initial, HEADER_REQUEST_ID)
     if resp is None:
         raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
@@ -436,8 +438,8 @@ def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trai
         if text and 1 < value < len(STATUSES):
             alt = tuple.__new__(Alternative, (text, text, STATUSES[value], 0, False, ()))
             usage = usage_of(resp.usage)
-            return make_result((alt,), usage, resp.model_version, rid, trace_id, resp, initial, tuple(trailing))
-    return unary_result(resp, rid, trace_id, initial, tuple(trailing))
+            return make_result((alt,), usage, resp.model_version, rid, trace_id, resp, initial, tuple(iter(trailing)))
+    return unary_result(resp, rid, trace_id, initial, tuple(iter(trailing)))
 
 
 def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:
