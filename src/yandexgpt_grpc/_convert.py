@@ -430,8 +430,8 @@ def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trai
     trace_id = find_header(initial, HEADER_TRACE_ID)
     alts = resp.alternatives
     if len(alts) == 1:
-        # The common answer inlined (it halves this function's cost): one alternative with text and a
-        # known final status. Anything else goes through unary_result and alternative_of.
+        # The common answer inlined: one alternative with text and a known final status (this function
+        # went from 82 k to 52 k instructions). Anything else goes through unary_result and alternative_of.
         pb = alts[0]
         text = pb.message.text
         value = pb.status
