@@ -10,7 +10,7 @@ The bench server runs outside valgrind (pinned to CPU 0); each client process ru
 start-up, imports, connecting and the first round cancel out. `--diff A B MSGS` prints, per
 function, (B - A) / MSGS from `callgrind_annotate` of both files: where the per-message cost goes;
 with `--base A' B'`, minus the same for the baseline's pair: where ours spends more than the raw loop.
-MSGS is the messages of the 5 extra rounds: async_stream 2500, async_fanout 5000, async_calls 500.
+MSGS is the messages of the 5 extra rounds: async_stream 2500, async_fanout 5000, async_calls and async_unary 500.
 The yandexgpt_grpc imported is whichever is first on the path (PYTHONPATH=/scratch/src tries a copy);
 BENCH_INSTR_VARIANTS=file.py adds the client classes of that file's `VARIANTS` dict (same interface as
 bench._workers' classes) to the variants one can name.
@@ -38,6 +38,7 @@ ROUNDS: dict[str, tuple[int, int, int]] = {
     "async_fanout": (20, 50, 1),  # 50 concurrent 20-message streams: 1000 messages
     "stream": (50, 1, 10),  # the blocking client's stream, for comparison
     "async_calls": (1, 1, 100),  # 100 one-message streams: the per-call cost on its own
+    "async_unary": (1, 1, 100),  # 100 complete() calls (the raw loop: one non-streaming Completion each)
 }
 SHORT, LONG = 1, 6
 
@@ -66,7 +67,10 @@ def child(variant: str, scenario: str, port: int, rounds: int) -> None:
 
     async def main() -> None:
         c = variants[variant](target, True)
-        for _ in range(rounds * repeats):
+        if scenario == "async_unary":
+            for _ in range(rounds * repeats):
+                await c.aunary()
+        for _ in range(rounds * repeats if scenario != "async_unary" else 0):
             counts = await asyncio.gather(*(c.astream(msgs) for _ in range(concurrency)))
             assert counts == [msgs] * concurrency
         closer = getattr(c, "client", None) or c.channel

@@ -123,7 +123,8 @@ class _Ours:
         return n
 
     async def aunary(self) -> str:
-        return str((await self.client.complete(MODEL_URI, PROMPT, max_tokens=1)).text)
+        r = await self.client.complete(MODEL_URI, PROMPT, max_tokens=1)
+        return str(getattr(r, "text", None) or r.alternatives[0].message.text)
 
     async def astream(self, count: int) -> int:
         n = 0

@@ -93,6 +93,66 @@ def test_fast_alternative_equals_the_constructed_one() -> None:
         fast.text = "changed"  # type: ignore[misc]
 
 
+def test_fast_result_equals_the_constructed_one() -> None:
+    import dataclasses
+
+    from yandexgpt_grpc import AlternativeStatus, CompletionResult, Usage
+    from yandexgpt_grpc._types import make_alternative, make_result
+
+    alt = make_alternative("hi", "hi", AlternativeStatus.FINAL, 0, False, ())
+    args = ((alt,), Usage(1, 2, 3, 0), "v1", "rid", "trace", None, (("x-request-id", "rid"),), (("t", "1"),))
+    fast, slow = make_result(*args), CompletionResult(*args)
+    assert type(fast) is CompletionResult and fast == slow and repr(fast) == repr(slow) and hash(fast) == hash(slow)
+    for f in dataclasses.fields(CompletionResult):  # every field, those left out of == too
+        assert getattr(fast, f.name) == getattr(slow, f.name), f.name
+    assert vars(fast) == vars(slow) and fast.text == "hi"
+    assert dataclasses.replace(fast, model_version="v2") == dataclasses.replace(slow, model_version="v2")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.model_version = "changed"  # type: ignore[misc]
+
+
+# complete()'s answers: (text, wire status) of each alternative. The inlined path takes one
+# alternative with text and a known final status; each case must come out as unary_result builds it.
+_ANSWERS = [[("hi", 3)], [("hi", 2)], [("hi", 4)], [("hi", 5)], [("hi", 9)], [("", 3)], [("a", 3), ("b", 3)]]
+
+
+@pytest.mark.parametrize("answer", _ANSWERS, ids=str)
+def test_complete_fast_path_matches_unary_result(answer: list[tuple[str, int]]) -> None:
+    from grpc.aio import Metadata
+
+    from yandexgpt_grpc._convert import completion_answer, unary_result
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
+
+    resp = tg_pb2.CompletionResponse(model_version="v")
+    for text, status in answer:
+        pb = resp.alternatives.add(status=status)  # type: ignore[arg-type]
+        pb.message.role = "assistant"
+        pb.message.text = text
+    resp.usage.input_text_tokens, resp.usage.completion_tokens, resp.usage.total_tokens = 3, 4, 7
+    resp.usage.completion_tokens_details.reasoning_tokens = 1
+    initial = (("x-request-id", "r1"), ("x-server-trace-id", "t1"))
+    got = completion_answer(resp, Metadata(*initial), Metadata(("trailer", "x")))
+    want = unary_result(resp, "r1", "t1", initial, (("trailer", "x"),))
+    assert got == want and got.alternatives == want.alternatives and got.usage.reasoning_tokens == 1
+    assert (got.raw, got.initial_metadata, got.trailing_metadata) == (resp, initial, (("trailer", "x"),))
+
+
+def test_complete_of_a_partial_answer_is_incomplete() -> None:
+    from yandexgpt_grpc import IncompleteStreamError
+    from yandexgpt_grpc._convert import completion_answer
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
+
+    resp = tg_pb2.CompletionResponse()
+    resp.alternatives.add(status=1).message.text = "cut"  # type: ignore[arg-type]
+    with pytest.raises(IncompleteStreamError, match="no final alternative") as info:
+        completion_answer(resp, (("x-request-id", "r9"),), ())
+    assert info.value.partial is not None and info.value.partial.text == "cut" and info.value.request_id == "r9"
+
+
 async def test_async_unary_without_a_response_is_incomplete(emu: object) -> None:
     """complete() uses a unary RPC; a server that answers OK with no message is still reported."""
     from yandexgpt_grpc import AsyncClient, IncompleteStreamError

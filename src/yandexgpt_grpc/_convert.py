@@ -31,6 +31,7 @@ from ._types import (
     ToolCall,
     Usage,
     make_alternative,
+    make_result,
 )
 
 MessagesInput = str | Message | Mapping[str, Any] | Sequence["str | Message | Mapping[str, Any]"]
@@ -396,7 +397,7 @@ def result_of(
     initial: Any = (),
     trailing: Any = (),
 ) -> CompletionResult:
-    return CompletionResult(
+    return make_result(
         alternatives, usage_of(resp.usage), resp.model_version, request_id, trace_id, resp, initial, trailing
     )
 
@@ -421,11 +422,25 @@ def unary_result(
 
 def completion_answer(resp: tg_pb2.CompletionResponse | None, initial: Any, trailing: Any) -> CompletionResult:
     """complete()'s result from the answer and its headers; an answer without a message is incomplete."""
+    # grpc.aio's Metadata is walked once, through iter(): tuple() alone would first ask its Python-level
+    # __len__ for a size hint (the sync client's metadata is a tuple already: iter() costs nothing there).
+    initial = tuple(iter(initial))
     rid = find_header(initial, HEADER_REQUEST_ID)
     if resp is None:
         raise IncompleteStreamError("the server answered without a response message", partial=None, request_id=rid)
     trace_id = find_header(initial, HEADER_TRACE_ID)
-    return unary_result(resp, rid, trace_id, tuple(initial), tuple(trailing))
+    alts = resp.alternatives
+    if len(alts) == 1:
+        # The common answer inlined: one alternative with text and a known final status (this function
+        # went from 82 k to 52 k instructions). Anything else goes through unary_result and alternative_of.
+        pb = alts[0]
+        text = pb.message.text
+        value = pb.status
+        if text and 1 < value < len(STATUSES):
+            alt = tuple.__new__(Alternative, (text, text, STATUSES[value], 0, False, ()))
+            usage = usage_of(resp.usage)
+            return make_result((alt,), usage, resp.model_version, rid, trace_id, resp, initial, tuple(iter(trailing)))
+    return unary_result(resp, rid, trace_id, initial, tuple(iter(trailing)))
 
 
 def tokens_answer(resp: tg_pb2.TokenizeResponse, initial: Any) -> TokenizeResult:

@@ -85,9 +85,7 @@ class _StreamState:
         alts = resp.alternatives
         latest = self._alts
         if len(alts) == 1:
-            prev = latest.get(0)
-            alt = alternative_of(alts[0], 0, "" if prev is None else prev.text)
-            latest[0] = alt
+            alt = latest[0] = alternative_of(alts[0], 0, self._previous_text())
             return alt
         first: Alternative | None = None
         for i, pb in enumerate(alts):
@@ -113,6 +111,11 @@ class _StreamState:
 
     def _partial(self) -> Alternative | None:
         return self._alts.get(0)
+
+    def _previous_text(self) -> str:
+        """The first alternative's text so far: what the next response's text should extend."""
+        prev = self._alts.get(0)
+        return "" if prev is None else prev.text
 
     def _end(self, trailing: Headers) -> None:
         """The server closed the stream with OK: keep what makes the result, or report it incomplete."""
@@ -463,7 +466,9 @@ class AsyncCompletionStream(_StreamState):
             if self._done or self._closed:  # close() while the caller held an alternative
                 return
         latest = self._alts
-        new, statuses = tuple.__new__, STATUSES
+        new, statuses, known = tuple.__new__, STATUSES, len(STATUSES)
+        # The first alternative's text so far, kept in a local: latest[0].text without two lookups a message.
+        previous = self._previous_text()
         try:
             # `async for` over grpc's own response iterator: the same one _open() took the first
             # response from, stepped without a method call per message.
@@ -477,18 +482,18 @@ class AsyncCompletionStream(_StreamState):
                     # text extends the previous one. Anything else goes through alternative_of.
                     pb = alts[0]
                     text = pb.message.text
-                    prev = latest.get(0)
-                    previous = "" if prev is None else prev.text
                     value = pb.status
-                    if text and 0 <= value < len(statuses) and text.startswith(previous):
+                    if text and 0 <= value < known and text.startswith(previous):
                         alt = new(Alternative, (text, text[len(previous) :], statuses[value], 0, False, ()))
                     else:
                         alt = alternative_of(pb, 0, previous)
                     latest[0] = alt
+                    previous = text
                     yield alt
                 else:
                     for alt in self._spill(resp):
                         yield alt
+                    previous = self._previous_text()
                 if self._done or self._closed:  # close() while the caller held an alternative
                     return
         except grpc.aio.AioRpcError as exc:
