@@ -319,3 +319,171 @@ async def test_stream_with_two_alternatives_per_response(kind: str, two_alt_serv
         (1, "xyz", "z"),
     ]
     assert final is not None and [a.text for a in final.alternatives] == ["abc", "xyz"]
+
+
+# -- start-up of a one-shot CLI call (issue 16 item 8) ----------------------------------------------
+
+# What a one-shot `yandexgpt-grpc "text"` loaded before the start-up trims and does not use: JSON output
+# and tool results (json), argparse's terminal-width lookup (shutil, with bz2, lzma and fnmatch),
+# the plaintext-target check of 127.0.0.1 (ipaddress), the operation service's stubs (submit/operation
+# only), and what was already deferred (tool calls' json_format, the other credential kinds, asyncio's
+# client). asyncio itself is not on the list: grpc imports it.
+_NOT_FOR_A_ONE_SHOT_CALL = [
+    "json",
+    "shutil",
+    "bz2",
+    "lzma",
+    "fnmatch",
+    "ipaddress",
+    "google.protobuf.json_format",
+    "http.client",
+    "yandexgpt_grpc._generated.yandex.cloud.operation.operation_service_pb2",
+    "yandexgpt_grpc._generated.yandex.cloud.operation.operation_service_pb2_grpc",
+    "yandexgpt_grpc._async_client",
+    "yandexgpt_grpc._auth_sa",
+    "yandexgpt_grpc._auth_metadata",
+    "yandexgpt_grpc._tools",
+    "yandexgpt_grpc.testing",
+]
+
+
+def test_a_one_shot_cli_call_loads_only_what_it_uses(emu: Any) -> None:
+    """A real call through the console script's entry point, then a look at sys.modules."""
+    code = (
+        "import sys\n"
+        "from yandexgpt_grpc.cli import main\n"
+        "import gc\n"
+        "rc = main()\n"
+        "print('--gc--', gc.isenabled(), '--modules--', *sorted(sys.modules))\n"
+        "sys.exit(rc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_", "GRPC_"))}
+    args = ["--endpoint", emu.address, "--insecure", "--api-key", "k", "--folder-id", "b1g", "Hello"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    answer, _, modules = proc.stdout.partition("--modules--")
+    assert answer == 'You said: "Hello". This is the emulator answering.\n--gc-- False '  # no GC passes
+    loaded = set(modules.split())
+    assert "yandexgpt_grpc._client" in loaded and "argparse" in loaded  # it did run the command
+    assert not [m for m in _NOT_FOR_A_ONE_SHOT_CALL if m in loaded]
+
+
+@pytest.mark.parametrize("columns", [None, "60", "133", "0", "-3", "wide"])
+@pytest.mark.parametrize("command", ["complete", "tokenize", "batch"])
+def test_cli_help_is_laid_out_as_argparse_would(
+    monkeypatch: pytest.MonkeyPatch, columns: str | None, command: str
+) -> None:
+    """The CLI's formatter finds the width without shutil; the help text is what the stock one makes."""
+    import argparse
+
+    from yandexgpt_grpc._cli._args import build_parser
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    parser = build_parser(command)
+    ours = parser.format_help()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    assert ours == parser.format_help()
+
+
+def test_cli_width_follows_a_terminal() -> None:
+    """On a pseudo-terminal of 57 columns (no $COLUMNS) the help wraps as shutil's width would make it."""
+    pty = pytest.importorskip("pty")
+    code = (
+        "import argparse, fcntl, struct, sys, termios\n"
+        "fcntl.ioctl(1, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 57, 0, 0))\n"
+        "from yandexgpt_grpc._cli._args import _columns\n"
+        "import shutil\n"
+        "print('cols', _columns(), shutil.get_terminal_size().columns)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execve(sys.executable, [sys.executable, "-c", code], env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.waitpid(pid, 0)
+    assert b"cols 57 57" in out, out
+
+
+def test_is_local_without_ipaddress_agrees_with_it() -> None:
+    import ipaddress
+
+    from yandexgpt_grpc._net import is_local, split_host
+
+    def reference(endpoint: str) -> bool:
+        if endpoint.startswith(("unix:", "unix-abstract:")):
+            return True
+        host = split_host(endpoint).lower()
+        if host in ("localhost", "ip6-localhost", "ip6-loopback"):
+            return True
+        try:
+            return ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    hosts = ["127.0.0.1", "127.1.2.3", "127.255.255.255", "126.0.0.1", "128.0.0.1", "10.0.0.1", "0.0.0.0"]
+    hosts += ["127.0.0.01", "127.00.0.1", "0127.0.0.1", "256.0.0.1", "127.0.0.256", "127.0.0", "127.0.0.1.5"]
+    hosts += ["127.0.0.\uff11", "１27.0.0.1", "127..0.1", "127.0.0.", "-127.0.0.1", "127.0.0.1 ", "+127.0.0.1"]
+    hosts += ["[::1]", "[0:0:0:0:0:0:0:1]", "[::ffff:127.0.0.1]", "[::2]", "localhost", "LocalHost", "example.com"]
+    for host in hosts:
+        for endpoint in (host, f"{host}:50051", f"dns:///{host}:443"):
+            assert is_local(endpoint) == reference(endpoint), endpoint
+
+
+def test_auth_scheme_prefilter_agrees_with_the_pattern() -> None:
+    """strip_auth_scheme skips its regular expression when no match can start; the results are the same."""
+    import re
+
+    from yandexgpt_grpc._checks import _AUTH_PREFIX, strip_auth_scheme
+    from yandexgpt_grpc._errors import ConfigurationError
+
+    def reference(value: str, scheme: str) -> object:
+        match = re.match(_AUTH_PREFIX, value, re.IGNORECASE)
+        if match is None:
+            return value
+        found = {"api-key": "Api-Key", "bearer": "Bearer"}[match.group(1).lower()]
+        return ConfigurationError if found != scheme else value[match.end() :]
+
+    values = ["AQVN" + "x" * 36, "t1.abc.def", "Api-Key abc", "api-key\tabc", " Bearer t", "BEARER", "bearer",
+              "Authorization: Bearer t", "authorization:api-key k", "Api-\u212aey k", "apikey", "be", "a", "",
+              "  \n Bearer x", "Bearerx", "AUTHORIZATION : API-KEY z", "\u0391pi-Key k", "ap", "au"]  # fmt: skip
+    for value in values:
+        for scheme in ("Api-Key", "Bearer"):
+            expected = reference(value, scheme)
+            if expected is ConfigurationError:
+                with pytest.raises(ConfigurationError):
+                    strip_auth_scheme(value, scheme, "key")
+            else:
+                assert strip_auth_scheme(value, scheme, "key") == expected, value
+
+
+def test_only_a_one_shot_process_of_its_own_goes_without_gc_passes(emu: Any, tmp_path: Any) -> None:
+    """main() called in-process (stderr given) leaves the collector alone; `batch` keeps it (it runs long)."""
+    import gc
+    import io
+
+    from yandexgpt_grpc.cli import main
+
+    args = ["--endpoint", emu.address, "--insecure", "--api-key", "k", "--folder-id", "b1g"]
+    assert gc.isenabled()
+    assert main([*args, "Hello"], stdin=io.StringIO(), stdout=io.StringIO(), stderr=io.StringIO()) == 0
+    assert gc.isenabled()
+
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "messages": "Hello"}\n')
+    code = "import gc, sys\nfrom yandexgpt_grpc.cli import main\nrc = main()\nprint('--gc--', gc.isenabled())\n"
+    code += "sys.exit(rc)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YC_", "YANDEXGPT_", "GRPC_"))}
+    batch = ["batch", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"), "--no-progress", *args]
+    proc = subprocess.run([sys.executable, "-c", code, *batch], capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith("--gc-- True\n") and (tmp_path / "out.jsonl").read_text().count("\n") == 1

@@ -13,11 +13,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from ._errors import CredentialsError  # its home is _errors; importable from here as before
 from ._public import public
+from ._records import record
 
 __all__ = ["Clock", "Credentials", "CredentialsError", "RefreshingCredentials", "Token"]
 
@@ -82,22 +82,34 @@ def clean_secret(value: object, what: str) -> str:
     return cleaned
 
 
-@dataclass(frozen=True, repr=False)
+_set: Final = object.__setattr__
+
+
+@record(frozen=True, repr=False)
 class Token:
     """A bearer token and when it stops working (epoch seconds)."""
 
     value: str
     expires_at: float
 
+    def __init__(self, value: str, expires_at: float) -> None:
+        _set(self, "value", value)
+        _set(self, "expires_at", expires_at)
+
     def __repr__(self) -> str:
         return f"Token(<redacted>, expires_at={self.expires_at})"
 
 
-@dataclass(frozen=True, repr=False)
+@record(frozen=True, repr=False)
 class _Cached:
     header: str
     expires_at: float
     obtained_at: float
+
+    def __init__(self, header: str, expires_at: float, obtained_at: float) -> None:
+        _set(self, "header", header)
+        _set(self, "expires_at", expires_at)
+        _set(self, "obtained_at", obtained_at)
 
     @property
     def lifetime(self) -> float:

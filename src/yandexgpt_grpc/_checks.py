@@ -20,7 +20,9 @@ _FALSE = frozenset({"0", "false", "no", ""})
 
 # grpc's own target schemes pass through; anything else with "://" is a copy-paste mistake.
 _GRPC_SCHEMES = frozenset({"dns", "unix", "unix-abstract", "ipv4", "ipv6", "vsock", "xds"})
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+# Regular expressions here are compiled on first use (re caches them): each costs ~0.5-1 M instructions
+# to compile, and a client built from a plain host:port and key never needs them.
+_SCHEME = r"^([A-Za-z][A-Za-z0-9+.\-]*)://"
 _EXPECTED = "host:port, e.g. 'llm.api.cloud.yandex.net:443'"
 
 
@@ -69,12 +71,12 @@ def env_flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigurationError(f"{name}={raw!r} is not understood: use 1, true or yes (or 0, false, no, empty)")
 
 
-_USERINFO = re.compile(r"(?<=//)[^/@]*@")
+_USERINFO = r"(?<=//)[^/@]*@"
 
 
 def _shown(value: str) -> str:
     """The endpoint as an error quotes it: a pasted `user:password@` is masked."""
-    return repr(_USERINFO.sub("<redacted>@", value))
+    return repr(re.sub(_USERINFO, "<redacted>@", value))
 
 
 def parse_endpoint(value: object, name: str, *, insecure: bool, insecure_from: str = "insecure=True") -> str:
@@ -88,7 +90,7 @@ def parse_endpoint(value: object, name: str, *, insecure: bool, insecure_from: s
     text = value.strip()
     if not text:
         raise ConfigurationError(f"{name} is empty: use {_EXPECTED}")
-    match = _SCHEME.match(text)
+    match = re.match(_SCHEME, text) if "://" in text else None
     scheme = match.group(1).lower() if match else None
     if scheme in ("https", "http"):
         assert match is not None
@@ -145,7 +147,9 @@ def _check_port(name: str, value: str, target: str) -> None:
 
 
 # "Api-Key abc" / "Bearer t" as copied from a curl header, maybe with "Authorization:" in front.
-_AUTH_PREFIX = re.compile(r"^\s*(?:authorization\s*:\s*)?(api-key|bearer)(?:\s+|$)", re.IGNORECASE)
+_AUTH_PREFIX = r"^\s*(?:authorization\s*:\s*)?(api-key|bearer)(?:\s+|$)"
+# What _AUTH_PREFIX can start with (after spaces): a key ("AQVN...") or token ("t1....") never does.
+_AUTH_STARTS = frozenset({"ap", "au", "be"})
 _SCHEME_OF = {"api-key": "Api-Key", "bearer": "Bearer"}
 _ARGUMENT_FOR = {"Api-Key": "api_key= (YC_API_KEY)", "Bearer": "iam_token= (YC_IAM_TOKEN)"}
 
@@ -154,7 +158,9 @@ def strip_auth_scheme(value: object, scheme: str, what: str) -> object:
     """The secret without a pasted header scheme; the other kind's scheme is an error (never echoed)."""
     if not isinstance(value, str):
         return value  # the secret's own check names the type
-    match = _AUTH_PREFIX.match(value)
+    if value.lstrip()[:2].lower() not in _AUTH_STARTS:  # no re.IGNORECASE match can start otherwise
+        return value
+    match = re.match(_AUTH_PREFIX, value, re.IGNORECASE)
     if match is None:
         return value
     found = _SCHEME_OF[match.group(1).lower()]

@@ -16,7 +16,6 @@ from ._errors import ClientClosedError
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
-from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 from ._operations import Operation, call_unary
 from ._public import public
 from ._retry import AttemptFailed, CallRetry, RetryPolicy
@@ -34,6 +33,7 @@ if TYPE_CHECKING:
     from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
         text_generation_service_pb2 as tg_pb2,
     )
+    from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc
 
 S = TypeVar("S")
 
@@ -197,6 +197,8 @@ class Client(ClientBase):
 
     def _operations(self) -> op_grpc.OperationServiceStub:
         """The OperationService stub: on the main channel when operation_endpoint is the endpoint."""
+        from ._generated.yandex.cloud.operation import operation_service_pb2_grpc as op_grpc  # operations only
+
         self._check_open()
         stub = self._stubs.get(op_grpc.OperationServiceStub)
         if stub is None:

@@ -19,7 +19,6 @@ from ._generated.yandex.cloud.ai.foundation_models.v1 import text_common_pb2 as 
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2 as tg_pb2,
 )
-from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
 from ._types import (
     ROLES,
     STATUSES,
@@ -59,6 +58,8 @@ _FORMAT_KEYS = {
 }
 
 if TYPE_CHECKING:
+    from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
+
     # _tools (inspect, regexes) loads only when a call passes tools or a response format.
     from ._tools import FunctionTool
 
@@ -462,11 +463,16 @@ def tokens_of(resp: tg_pb2.TokenizeResponse, request_id: str | None, trace_id: s
     return TokenizeResult(tokens, resp.model_version, request_id, trace_id, resp)
 
 
+# The operation service's messages load with the first operation: a plain completion never needs them.
 def get_operation_request(operation_id: str) -> op_service_pb2.GetOperationRequest:
+    from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
+
     return op_service_pb2.GetOperationRequest(operation_id=operation_id)
 
 
 def cancel_operation_request(operation_id: str) -> op_service_pb2.CancelOperationRequest:
+    from ._generated.yandex.cloud.operation import operation_service_pb2 as op_service_pb2
+
     return op_service_pb2.CancelOperationRequest(operation_id=operation_id)
 
 

@@ -380,7 +380,9 @@ _TLS_HINT = (
 
 # What a TLS client reads when the server answers in plaintext (an HTTP/2 frame is no TLS record).
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LENGTH_MISMATCH")
-_PEER = re.compile(r"(?:ipv4:|ipv6:|unix:)?(\[[^\]]*\]:\d+|[^\s;,]+?:\d+|/[^\s:;,]+)(?=: Tls handshake failed)")
+# Patterns here are compiled on first use (re caches them): only errors need them, and compiling
+# at import was part of every start-up.
+_PEER = r"(?:ipv4:|ipv6:|unix:)?(\[[^\]]*\]:\d+|[^\s;,]+?:\d+|/[^\s:;,]+)(?=: Tls handshake failed)"
 
 
 def is_too_large(code: grpc.StatusCode, details: str) -> bool:
@@ -419,7 +421,7 @@ def plaintext_hint(details: str) -> str:
     """What to do about a plaintext server: plaintext is for loopback and Unix sockets only."""
     from ._net import is_local
 
-    match = _PEER.search(details)
+    match = re.search(_PEER, details)
     peer = match.group(1).replace("%5B", "[").replace("%5D", "]") if match else None
     where = f"the server at {peer}" if peer else "the server"
     if peer is None or peer.startswith("/") or is_local(peer):
@@ -475,7 +477,7 @@ def utf8_details(text: str) -> str:
 
 REDACTED = "<redacted>"
 # An authorization value as it may be quoted back: the scheme, then the secret.
-_AUTH_VALUE_RE = re.compile(r"(?i:\b(api-key|bearer)(\s+|%20|\+))[^\s'\",;)\]}]+")
+_AUTH_VALUE = r"(?i:\b(api-key|bearer)(\s+|%20|\+))[^\s'\",;)\]}]+"
 # Shorter "secrets" are not worth redacting (and would mangle ordinary text).
 _MIN_SECRET = 8
 
@@ -486,7 +488,7 @@ def scrub(text: str, secrets: Iterable[str] = ()) -> str:
         if len(secret) >= _MIN_SECRET and secret in text:
             text = text.replace(secret, REDACTED)
     if "earer" in text or "pi-" in text.lower():  # skip the regex for the usual message
-        text = _AUTH_VALUE_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
+        text = re.sub(_AUTH_VALUE, lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", text)
     return text
 
 

@@ -15,7 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import grpc
@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._logging import log_rpc, logger
 from ._public import public
+from ._records import FACTORY, record
 
 if TYPE_CHECKING:
     from ._auth import Credentials
@@ -63,7 +64,7 @@ _DEBUG = logging.DEBUG
 _hooks: Telemetry | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RetryPolicy:
     """How a call is retried.
 
@@ -85,6 +86,30 @@ class RetryPolicy:
     retry_codes: frozenset[grpc.StatusCode] = _TRANSIENT
     retry_internal: bool = True
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def __init__(  # noqa: PLR0917 - the dataclass's positional order, kept
+        self,
+        max_attempts: int = 4,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        multiplier: float = 2.0,
+        attempt_timeout: float | None = None,
+        max_pushback: float = 60.0,
+        retry_codes: frozenset[grpc.StatusCode] = _TRANSIENT,
+        retry_internal: bool = True,
+        rng: random.Random = FACTORY,  # random.Random() when not given
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "max_attempts", max_attempts)
+        _set(self, "initial_backoff", initial_backoff)
+        _set(self, "max_backoff", max_backoff)
+        _set(self, "multiplier", multiplier)
+        _set(self, "attempt_timeout", attempt_timeout)
+        _set(self, "max_pushback", max_pushback)
+        _set(self, "retry_codes", retry_codes)
+        _set(self, "retry_internal", retry_internal)
+        _set(self, "rng", random.Random() if rng is FACTORY else rng)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:

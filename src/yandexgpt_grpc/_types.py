@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._public import public
+from ._records import record
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message as _PbMessage
@@ -90,30 +90,40 @@ class AlternativeStatus(enum.IntEnum):
         return "ALTERNATIVE_STATUS_" + self.name
 
 
+_set: Final = object.__setattr__  # how the frozen classes' __init__ sets a field, as dataclass's would
+
 # Wire number -> AlternativeStatus, by index (the known values are 0..5; others: AlternativeStatus(n)).
 STATUSES: Final = tuple(AlternativeStatus)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class ToolCall:
     """A function call the model asks the caller to make."""
 
     name: str
     arguments: Mapping[str, Any]
 
+    def __init__(self, name: str, arguments: Mapping[str, Any]) -> None:
+        _set(self, "name", name)
+        _set(self, "arguments", arguments)
 
-@dataclass(frozen=True, slots=True)
+
+@record(frozen=True, slots=True)
 class ToolResult:
     """What a called function returned, to be sent back to the model."""
 
     name: str
     content: str
 
+    def __init__(self, name: str, content: str) -> None:
+        _set(self, "name", name)
+        _set(self, "content", content)
+
 
 ROLES: Final = ("system", "user", "assistant")
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Message:
     """One turn of a conversation: text, tool calls made by the model, or tool results."""
 
@@ -121,6 +131,18 @@ class Message:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     tool_results: tuple[ToolResult, ...] = ()
+
+    def __init__(
+        self,
+        role: str,
+        text: str = "",
+        tool_calls: tuple[ToolCall, ...] = (),
+        tool_results: tuple[ToolResult, ...] = (),
+    ) -> None:
+        _set(self, "role", role)
+        _set(self, "text", text)
+        _set(self, "tool_calls", tool_calls)
+        _set(self, "tool_results", tool_results)
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -146,10 +168,14 @@ class Message:
 
 
 def _content(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return value
+    import json  # tool results only: json stays out of a plain call's start-up
+
+    return json.dumps(value, ensure_ascii=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Usage:
     """Token counts; in a stream they are running totals."""
 
@@ -157,6 +183,14 @@ class Usage:
     completion_tokens: int = 0
     total_tokens: int = 0
     reasoning_tokens: int = 0
+
+    def __init__(
+        self, input_tokens: int = 0, completion_tokens: int = 0, total_tokens: int = 0, reasoning_tokens: int = 0
+    ) -> None:
+        _set(self, "input_tokens", input_tokens)
+        _set(self, "completion_tokens", completion_tokens)
+        _set(self, "total_tokens", total_tokens)
+        _set(self, "reasoning_tokens", reasoning_tokens)
 
 
 class Alternative(NamedTuple):
@@ -200,7 +234,7 @@ def make_alternative(  # noqa: PLR0917 - positional on purpose: this runs once p
     return _new_tuple(Alternative, (text, delta, status, index, replaced, calls))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class CompletionResult:
     """The outcome of a completion; `raw` is the last CompletionResponse for power users.
 
@@ -215,6 +249,26 @@ class CompletionResult:
     raw: _PbMessage | None = field(default=None, repr=False, compare=False)
     initial_metadata: tuple[tuple[str, str | bytes], ...] = field(default=(), repr=False, compare=False)
     trailing_metadata: tuple[tuple[str, str | bytes], ...] = field(default=(), repr=False, compare=False)
+
+    def __init__(  # noqa: PLR0917 - the dataclass's positional order, kept
+        self,
+        alternatives: tuple[Alternative, ...],
+        usage: Usage,
+        model_version: str,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        raw: _PbMessage | None = None,
+        initial_metadata: tuple[tuple[str, str | bytes], ...] = (),
+        trailing_metadata: tuple[tuple[str, str | bytes], ...] = (),
+    ) -> None:
+        _set(self, "alternatives", alternatives)
+        _set(self, "usage", usage)
+        _set(self, "model_version", model_version)
+        _set(self, "request_id", request_id)
+        _set(self, "trace_id", trace_id)
+        _set(self, "raw", raw)
+        _set(self, "initial_metadata", initial_metadata)
+        _set(self, "trailing_metadata", trailing_metadata)
 
     @property
     def alternative(self) -> Alternative:
@@ -251,6 +305,8 @@ class CompletionResult:
 
     def json(self) -> Any:
         """Parse the text as JSON (for structured output)."""
+        import json
+
         try:
             return json.loads(self.text)
         except json.JSONDecodeError as exc:
@@ -291,7 +347,7 @@ def make_result(  # noqa: PLR0917 - positional on purpose: once per call, on the
     return result
 
 
-@dataclass(frozen=True, slots=True)
+@record(frozen=True, slots=True)
 class Token:
     """One token as the model's tokenizer cut it; `special` marks control tokens."""
 
@@ -299,8 +355,13 @@ class Token:
     text: str
     special: bool = False
 
+    def __init__(self, id: int, text: str, special: bool = False) -> None:
+        _set(self, "id", id)
+        _set(self, "text", text)
+        _set(self, "special", special)
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class TokenizeResult:
     """Tokens of a text or of a whole request; `len(result)` and `result.count` give how many."""
 
@@ -309,6 +370,20 @@ class TokenizeResult:
     request_id: str | None = None
     trace_id: str | None = None
     raw: _PbMessage | None = field(default=None, repr=False, compare=False)
+
+    def __init__(
+        self,
+        tokens: tuple[Token, ...],
+        model_version: str,
+        request_id: str | None = None,
+        trace_id: str | None = None,
+        raw: _PbMessage | None = None,
+    ) -> None:
+        _set(self, "tokens", tokens)
+        _set(self, "model_version", model_version)
+        _set(self, "request_id", request_id)
+        _set(self, "trace_id", trace_id)
+        _set(self, "raw", raw)
 
     @property
     def count(self) -> int:

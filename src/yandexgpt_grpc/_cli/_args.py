@@ -6,7 +6,10 @@ Only the parser of the command being run is built: start-up time is part of ever
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
+from typing import Any
 
 from yandexgpt_grpc._version import __version__
 
@@ -99,6 +102,34 @@ def _temperature(value: str) -> float:
     return number
 
 
+def _columns() -> int:
+    """The terminal width as shutil.get_terminal_size() finds it ($COLUMNS, then stdout's terminal, then 80).
+
+    argparse's formatter asks shutil for it, and argparse makes a formatter for every flag it adds to
+    a parser: importing shutil (and its bz2, lzma and fnmatch) was ~7 M instructions of each start-up.
+    """
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's RawDescriptionHelpFormatter, with the width found without shutil (see _columns)."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None, **kw: Any
+    ) -> None:
+        width = _columns() - 2 if width is None else width
+        super().__init__(prog, indent_increment, max_help_position, width, **kw)
+
+
 def _connection_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("connection and credentials")
     g.add_argument("--api-key", metavar="KEY", help="API key (default: $YC_API_KEY)")
@@ -140,7 +171,7 @@ def _result_flags(p: argparse.ArgumentParser) -> None:
 
 def build_parser(command: str) -> argparse.ArgumentParser:
     """The parser of one command (`complete` is also what bare `yandexgpt-grpc` runs)."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    fmt = _Formatter
     prog = f"{PROG} [complete]" if command == "complete" else f"{PROG} {command}"
     p = argparse.ArgumentParser(prog=prog, epilog=EXIT_CODES_HELP, formatter_class=fmt)
     if command == "complete":

@@ -21,29 +21,31 @@ FLAGS = {
     "operation_id": "ID",
 }
 _NAMES = "|".join(FLAGS)
+# The patterns are compiled on first use (re caches them): only a failing command needs them, and
+# compiling them all took ~6 M instructions of every start-up.
 # `pass folder_id= or ...`, `insecure=True sends ...`, `max_tokens must be ...`, `model= (--model)`
-_ASSIGNED = re.compile(rf"\b({_NAMES})=(?:True\b)?(?: \(--[a-z-]+\))?")
-_SUBJECT = re.compile(rf"^({_NAMES})\b(?= must| is| should)")
+_ASSIGNED = rf"\b({_NAMES})=(?:True\b)?(?: \(--[a-z-]+\))?"
+_SUBJECT = rf"^({_NAMES})\b(?= must| is| should)"
 _REPLACED = (
     (
-        re.compile(r"^messages is empty: give at least one message.*$"),
+        r"^messages is empty: give at least one message.*$",
         "no text to send: give it as an argument, with --user-text, or on stdin",
     ),
     (
-        re.compile(r"\bpass only one of (credentials=, )?--api-key, --iam-token( \(got [^)]*\))?"),
+        r"\bpass only one of (credentials=, )?--api-key, --iam-token( \(got [^)]*\))?",
         "pass only one of --api-key and --iam-token",
     ),
 )
 
-_TOO_LARGE = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
+_TOO_LARGE = r"larger than max \((\d+) vs\. (\d+)\)"
 
 
 def cli_wording(message: str) -> str:
     """Rewrite a library error for the command line (unknown messages pass unchanged)."""
-    message = _ASSIGNED.sub(lambda m: FLAGS[m.group(1)], message)
-    message = _SUBJECT.sub(lambda m: FLAGS[m.group(1)], message)
+    message = re.sub(_ASSIGNED, lambda m: FLAGS[m.group(1)], message)
+    message = re.sub(_SUBJECT, lambda m: FLAGS[m.group(1)], message)
     for pattern, replacement in _REPLACED:
-        message = pattern.sub(replacement, message)
+        message = re.sub(pattern, replacement, message)
     return message
 
 
@@ -58,7 +60,7 @@ def too_large(details: str, sent: int) -> str | None:
     N about the size of what we sent (the text plus the request's framing) means the server refused
     our request; else the answer was larger than this side's receive limit.
     """
-    m = _TOO_LARGE.search(details)
+    m = re.search(_TOO_LARGE, details)
     if m is None:
         return None
     size, limit = int(m.group(1)), int(m.group(2))
