@@ -359,17 +359,24 @@ def _quiet_grpc(args: argparse.Namespace) -> None:
     os.close(devnull)
 
 
-def _no_gc_passes() -> None:
-    """A one-shot command's process makes no cyclic-GC passes; the interpreter's collection at exit still runs.
+def _run_without_gc_passes(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    """Run a one-shot command with the cyclic GC paused, and turn it back on when the command returns.
 
-    The process imports the client and the stubs, makes one call and exits: the passes its imports
+    The command imports the client and the stubs, makes one call and ends: the passes its imports
     trigger walk grpc's and protobuf's objects again and again (~11 M of the ~460 M instructions of a
-    one-shot call) to free a few hundred import-time objects, and the call itself leaves no cycles. Only
-    for the process's own run, like _quiet_grpc; `batch` and `batch-jobs` run long and keep the collector.
+    one-shot call) to free a few hundred import-time objects, and the call itself leaves no cycles.
+    Only for the process's own run, like _quiet_grpc; `batch` and `batch-jobs` run long and keep the
+    collector; a program that calls main() itself gets its collector back as it was.
     """
     import gc
 
+    if not gc.isenabled():
+        return _main(args, stdin, out, err)
     gc.disable()
+    try:
+        return _main(args, stdin, out, err)
+    finally:
+        gc.enable()
 
 
 def _close_stdout(out: TextIO) -> None:
@@ -403,7 +410,7 @@ def main(
     if stderr is None:  # the process's own stderr: the console script or python -m
         _quiet_grpc(args)
         if args.command not in ("batch", "batch-jobs"):
-            _no_gc_passes()
+            return _run_without_gc_passes(args, stdin or sys.stdin, stdout or sys.stdout, sys.stderr)
     return _main(args, stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr)
 
 
