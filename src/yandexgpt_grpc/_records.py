@@ -85,14 +85,14 @@ else:
 
                 methods.append(__repr__)
             if slots:  # no __dict__ for pickle to fill, and __setattr__ refuses: state as a list, as dataclass does
-                order = tuple(f.name for f in fields)
+                # The fields of the instance's own class, as dataclass reads them: a subclass's too.
 
                 def __getstate__(self):
-                    return [getattr(self, name) for name in order]
+                    return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
                 def __setstate__(self, state):
-                    for name, value in zip(order, state, strict=False):
-                        object.__setattr__(self, name, value)
+                    for f, value in zip(dataclasses.fields(self), state, strict=False):
+                        object.__setattr__(self, f.name, value)
 
                 methods += [__getstate__, __setstate__]
             for method in methods:
