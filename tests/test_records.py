@@ -117,6 +117,11 @@ def test_signature_matches_the_generated_init(pair: tuple[type, type]) -> None:
         else:
             assert p.default == q.default, name
     assert cls.__match_args__ == ref.__match_args__  # type: ignore[attr-defined]
+    # `-> None` as the generated __init__ has it, not the string of a `from __future__` annotation
+    assert inspect.signature(cls).return_annotation is inspect.signature(ref).return_annotation is None
+    assert str(inspect.signature(cls)) == str(inspect.signature(ref))
+    if cls.__doc__.startswith(f"{cls.__name__}("):  # no docstring: dataclass writes the signature there
+        assert cls.__doc__ == ref.__doc__
 
 
 def test_every_field_is_set_from_its_argument(pair: tuple[type, type]) -> None:

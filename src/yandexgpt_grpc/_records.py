@@ -50,6 +50,9 @@ else:
         def wrap(cls):
             if "__init__" not in cls.__dict__:
                 raise TypeError(f"{cls.__qualname__}: @record needs an __init__ written in the class body")
+            annotations = cls.__dict__["__init__"].__annotations__
+            if annotations.get("return") == "None":  # `from __future__` made it a string; the generated one is None
+                annotations["return"] = None
             cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=slots)
             fields = dataclasses.fields(cls)
             names = frozenset(f.name for f in fields)
