@@ -245,7 +245,6 @@ def test_record_refuses_what_it_cannot_make() -> None:
         record(frozen=False)
 
 
-
 def _subclass_with_extra(base: type, name: str, *, slots: bool) -> type:
     """A user's frozen dataclass subclass with one more field, reachable by name (for pickle)."""
     namespace = {"__annotations__": {"extra": "int"}, "extra": 0, "__module__": __name__}
