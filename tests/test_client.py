@@ -386,3 +386,29 @@ async def test_iterating_again_after_break_continues(kind: str, harness: Harness
         else:
             list(stream)
     assert not emu.calls[0].cancelled
+
+
+async def test_next_inside_a_loop_keeps_the_deltas(kind: str, harness: Harness, emu: Emulator) -> None:
+    """next()/anext() on the stream inside a loop over it: the loop's next delta follows what next() took."""
+    emu.enqueue("Completion", Reply(chunks=["a", "b", "c", "d", "e"]))
+    stream = harness.stream("yandexgpt-lite", "hi")
+    if isinstance(stream, AsyncCompletionStream):
+        seen = []
+        async for alt in stream:
+            seen.append(alt)
+            if len(seen) == 2:  # the loop's generator is past its first response
+                seen.append(await anext(stream))
+    else:
+
+        def run() -> list[Alternative]:
+            assert isinstance(stream, CompletionStream)
+            got = []
+            for alt in stream:
+                got.append(alt)
+                if len(got) == 2:
+                    got.append(next(stream))
+            return got
+
+        seen = await asyncio.to_thread(run)
+    assert [a.delta for a in seen] == ["a", "b", "c", "d", "e", ""]
+    assert [a.text for a in seen][-1] == "abcde" and not any(a.replaced for a in seen)

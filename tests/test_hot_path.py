@@ -489,3 +489,77 @@ def test_only_a_one_shot_process_of_its_own_goes_without_gc_passes(emu: Any, tmp
     proc = subprocess.run([sys.executable, "-c", code, *batch], capture_output=True, text=True, env=env, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.endswith("--gc-- True\n") and (tmp_path / "out.jsonl").read_text().count("\n") == 1
+
+
+# Responses of two alternatives, then of one: the inlined one-alternative path must take up index 0's
+# text as the two-alternative responses left it, and still see a replaced text after them.
+_MIXED_STREAM = [
+    (("a", "x"), 1),
+    (("ab",), 1),
+    (("abc", "xy"), 1),
+    (("abcd",), 1),
+    (("Z",), 1),
+    (("Zq",), 1),
+    (("Zqr", "xyz"), 3),
+]
+
+
+@pytest.fixture
+async def mixed_server() -> AsyncIterator[str]:
+    import grpc
+
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2 as tg_pb2,
+    )
+    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
+        text_generation_service_pb2_grpc as tg_grpc,
+    )
+
+    class Servicer(tg_grpc.TextGenerationServiceServicer):
+        async def Completion(self, request: Any, context: Any) -> AsyncIterator[Any]:
+            for texts, status in _MIXED_STREAM:
+                resp = tg_pb2.CompletionResponse(model_version="mixed")
+                for text in texts:
+                    alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
+                    alt.message.role = "assistant"
+                    alt.message.text = text
+                yield resp
+
+    server = grpc.aio.server()
+    tg_grpc.add_TextGenerationServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+async def test_stream_one_alternative_after_two(kind: str, mixed_server: str) -> None:
+    from yandexgpt_grpc import AsyncClient, Client
+
+    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g"}
+    if kind == "async":
+        async with AsyncClient(mixed_server, **kwargs) as aclient:
+            astream = aclient.stream("yandexgpt-lite", "hi")
+            got = [alt async for alt in astream]
+    else:
+
+        def run() -> list[Any]:
+            with Client(mixed_server, **kwargs) as client:
+                return list(client.stream("yandexgpt-lite", "hi"))
+
+        got = await asyncio.to_thread(run)
+    assert [(a.index, a.text, a.delta, a.replaced) for a in got] == [
+        (0, "a", "a", False),
+        (1, "x", "x", False),
+        (0, "ab", "b", False),
+        (0, "abc", "c", False),
+        (1, "xy", "y", False),
+        (0, "abcd", "d", False),
+        (0, "Z", "Z", True),
+        (0, "Zq", "q", False),
+        (0, "Zqr", "r", False),
+        (1, "xyz", "z", False),
+    ]

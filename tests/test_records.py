@@ -117,6 +117,11 @@ def test_signature_matches_the_generated_init(pair: tuple[type, type]) -> None:
         else:
             assert p.default == q.default, name
     assert cls.__match_args__ == ref.__match_args__  # type: ignore[attr-defined]
+    # `-> None` as the generated __init__ has it, not the string of a `from __future__` annotation
+    assert inspect.signature(cls).return_annotation is inspect.signature(ref).return_annotation is None
+    assert str(inspect.signature(cls)) == str(inspect.signature(ref))
+    if cls.__doc__.startswith(f"{cls.__name__}("):  # no docstring: dataclass writes the signature there
+        assert cls.__doc__ == ref.__doc__
 
 
 def test_every_field_is_set_from_its_argument(pair: tuple[type, type]) -> None:
@@ -238,3 +243,25 @@ def test_record_refuses_what_it_cannot_make() -> None:
 
     with pytest.raises(TypeError, match="frozen"):
         record(frozen=False)
+
+
+def _subclass_with_extra(base: type, name: str, *, slots: bool) -> type:
+    """A user's frozen dataclass subclass with one more field, reachable by name (for pickle)."""
+    namespace = {"__annotations__": {"extra": "int"}, "extra": 0, "__module__": __name__}
+    sub = dataclasses.dataclass(frozen=True, slots=slots)(type(name, (base,), namespace))
+    globals()[name] = sub
+    return sub
+
+
+@pytest.mark.parametrize("slots", [False, True], ids=["dict", "slots"])
+def test_a_subclass_keeps_its_own_fields_through_copy_and_pickle(pair: tuple[type, type], slots: bool) -> None:
+    """The dataclass __getstate__ of a slots class reads fields(self): a subclass's fields too."""
+    cls, ref = pair
+    seen = []
+    for base, tag in ((cls, "Ours"), (ref, "Reference")):
+        sub = _subclass_with_extra(base, f"_{tag}{cls.__name__}{slots}", slots=slots)
+        obj = sub(**_kwargs(cls), extra=5)
+        twins = [copy.copy(obj), copy.deepcopy(obj)]
+        twins += [pickle.loads(pickle.dumps(obj, protocol)) for protocol in range(pickle.HIGHEST_PROTOCOL + 1)]
+        seen.append([(type(twin) is sub, twin.extra, twin == obj) for twin in twins])
+    assert seen[0] == seen[1] == [(True, 5, True)] * (pickle.HIGHEST_PROTOCOL + 3)

@@ -50,6 +50,9 @@ else:
         def wrap(cls):
             if "__init__" not in cls.__dict__:
                 raise TypeError(f"{cls.__qualname__}: @record needs an __init__ written in the class body")
+            annotations = cls.__dict__["__init__"].__annotations__
+            if annotations.get("return") == "None":  # `from __future__` made it a string; the generated one is None
+                annotations["return"] = None
             cls = dataclasses.dataclass(cls, init=False, repr=False, eq=False, slots=slots)
             fields = dataclasses.fields(cls)
             names = frozenset(f.name for f in fields)
@@ -85,14 +88,14 @@ else:
 
                 methods.append(__repr__)
             if slots:  # no __dict__ for pickle to fill, and __setattr__ refuses: state as a list, as dataclass does
-                order = tuple(f.name for f in fields)
+                # The fields of the instance's own class, as dataclass reads them: a subclass's too.
 
                 def __getstate__(self):
-                    return [getattr(self, name) for name in order]
+                    return [getattr(self, f.name) for f in dataclasses.fields(self)]
 
                 def __setstate__(self, state):
-                    for name, value in zip(order, state, strict=False):
-                        object.__setattr__(self, name, value)
+                    for f, value in zip(dataclasses.fields(self), state, strict=False):
+                        object.__setattr__(self, f.name, value)
 
                 methods += [__getstate__, __setstate__]
             for method in methods:

@@ -490,6 +490,8 @@ class AsyncCompletionStream(_StreamState):
                     latest[0] = alt
                     previous = text
                     yield alt
+                    if self._last is not resp:  # anext(stream) or another loop went on meanwhile
+                        previous = self._previous_text()
                 else:
                     for alt in self._spill(resp):
                         yield alt
