@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -171,9 +172,10 @@ async def test_async_unary_without_a_response_is_incomplete(emu: object) -> None
 _ODD_STREAM = [("a", 1), ("ab", 9), ("X", 1), ("", 1), ("Xy", 3)]
 
 
-@pytest.fixture
-async def odd_server() -> AsyncIterator[str]:
-    """A loopback server on our stubs that streams _ODD_STREAM (the emulator only speaks known statuses)."""
+@contextlib.asynccontextmanager
+async def _scripted_server(script: list[tuple[tuple[str, ...], int]], model_version: str) -> AsyncIterator[str]:
+    """A loopback server on our stubs streaming `script`: per response, the texts of its alternatives and their
+    wire status (the emulator only speaks known statuses and one alternative)."""
     import grpc
 
     from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
@@ -185,11 +187,12 @@ async def odd_server() -> AsyncIterator[str]:
 
     class Servicer(tg_grpc.TextGenerationServiceServicer):
         async def Completion(self, request: Any, context: Any) -> AsyncIterator[Any]:
-            for text, status in _ODD_STREAM:
-                resp = tg_pb2.CompletionResponse(model_version="odd")
-                alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
-                alt.message.role = "assistant"
-                alt.message.text = text
+            for texts, status in script:
+                resp = tg_pb2.CompletionResponse(model_version=model_version)
+                for text in texts:
+                    alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
+                    alt.message.role = "assistant"
+                    alt.message.text = text
                 yield resp
 
     server = grpc.aio.server()
@@ -200,6 +203,12 @@ async def odd_server() -> AsyncIterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         await server.stop(None)
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    async with _scripted_server([((text,), status) for text, status in _ODD_STREAM], "odd") as address:
+        yield address
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -250,34 +259,9 @@ def test_a_str_prompt_builds_the_same_request_as_a_user_message() -> None:
 
 @pytest.fixture
 async def two_alt_server() -> AsyncIterator[str]:
-    """Responses with two alternatives each: the path the inlined one-alternative case skips."""
-    import grpc
-
-    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-        text_generation_service_pb2 as tg_pb2,
-    )
-    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-        text_generation_service_pb2_grpc as tg_grpc,
-    )
-
-    class Servicer(tg_grpc.TextGenerationServiceServicer):
-        async def Completion(self, request: Any, context: Any) -> AsyncIterator[Any]:
-            for texts, status in ((("a", "x"), 1), (("ab", "xy"), 1), (("abc", "xyz"), 3)):
-                resp = tg_pb2.CompletionResponse(model_version="two")
-                for text in texts:
-                    alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
-                    alt.message.role = "assistant"
-                    alt.message.text = text
-                yield resp
-
-    server = grpc.aio.server()
-    tg_grpc.add_TextGenerationServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
+    script = [(("a", "x"), 1), (("ab", "xy"), 1), (("abc", "xyz"), 3)]
+    async with _scripted_server(script, "two") as address:
+        yield address
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -506,33 +490,8 @@ _MIXED_STREAM = [
 
 @pytest.fixture
 async def mixed_server() -> AsyncIterator[str]:
-    import grpc
-
-    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-        text_generation_service_pb2 as tg_pb2,
-    )
-    from yandexgpt_grpc._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
-        text_generation_service_pb2_grpc as tg_grpc,
-    )
-
-    class Servicer(tg_grpc.TextGenerationServiceServicer):
-        async def Completion(self, request: Any, context: Any) -> AsyncIterator[Any]:
-            for texts, status in _MIXED_STREAM:
-                resp = tg_pb2.CompletionResponse(model_version="mixed")
-                for text in texts:
-                    alt = resp.alternatives.add(status=status)  # type: ignore[arg-type]
-                    alt.message.role = "assistant"
-                    alt.message.text = text
-                yield resp
-
-    server = grpc.aio.server()
-    tg_grpc.add_TextGenerationServiceServicer_to_server(Servicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        await server.stop(None)
+    async with _scripted_server(_MIXED_STREAM, "mixed") as address:
+        yield address
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
