@@ -10,10 +10,10 @@ import grpc
 
 from . import _retry
 from ._base import ClientBase, MetadataInput, Timeout
-from ._channel import closed_error, open_channel, task_cancelled, unparsable_error
+from ._channel import closed_client_error, open_channel, unparsable_error
 from ._convert import MessagesInput, build_tokenize_request, completion_answer, model_uri, tokens_answer
 from ._docs import document_client, documented
-from ._errors import ClientClosedError, EventLoopError, from_rpc_error
+from ._errors import ClientClosedError, EventLoopError
 from ._generated.yandex.cloud.ai.foundation_models.v1.text_generation import (
     text_generation_service_pb2_grpc as tg_grpc,
 )
@@ -125,8 +125,8 @@ class AsyncClient(ClientBase):
                 raise
             raise AttemptFailed(exc, responded=True) from exc
         except asyncio.CancelledError:
-            if self._closed and not task_cancelled():  # close() from another task, not a cancellation
-                err = from_rpc_error(closed_error(), attempts=tries.attempt)
+            err = closed_client_error(self._closed, tries.attempt)  # close() from another task?
+            if err is not None:
                 raise err from None
             call.cancel()
             raise

@@ -10,7 +10,7 @@ import grpc
 
 from ._checks import check_metadata_pairs
 from ._constants import MAX_MESSAGE_BYTES, USER_AGENT
-from ._errors import CHANNEL_CLOSED
+from ._errors import CHANNEL_CLOSED, APIError, from_rpc_error
 
 if TYPE_CHECKING:
     from typing import Literal, TypeAlias
@@ -99,6 +99,14 @@ def task_cancelled() -> bool:
     task = asyncio.current_task()
     cancelling = getattr(task, "cancelling", None)
     return bool(cancelling()) if cancelling is not None else False
+
+
+def closed_client_error(client_closed: bool, attempt: int) -> APIError | None:
+    """The error for a CancelledError grpc.aio raised because the client closed under the call; None for
+    a cancelled task (which must see its CancelledError)."""
+    if client_closed and not task_cancelled():
+        return from_rpc_error(closed_error(), attempts=attempt)
+    return None
 
 
 @overload

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from . import _retry
-from ._channel import closed_error, task_cancelled, unparsable_error
+from ._channel import closed_client_error, closed_error, task_cancelled, unparsable_error
 from ._constants import HEADER_REQUEST_ID, HEADER_TRACE_ID
 from ._convert import alternative_of, result_of
 from ._errors import IncompleteStreamError, StreamConsumedError, StreamInterruptedError, find_header, from_rpc_error
@@ -564,9 +564,9 @@ class AsyncCompletionStream(_StreamState):
         except asyncio.CancelledError:
             if self._closed:  # aclose() from another task
                 raise _Closed from None
-            if self._closed_by_client():  # the blocking client's error (nothing to retry on)
+            err = closed_client_error(self._client_closed(), tries.attempt)  # nothing to retry on
+            if err is not None:
                 self._done = True
-                err = from_rpc_error(closed_error(), attempts=tries.attempt)
                 raise err from None
             self._cancel()
             raise
