@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests._clock import ManualClock as FakeClock
 from yandexgpt_grpc._auth import (
     ApiKey,
     Credentials,
@@ -36,20 +37,9 @@ T0 = 1_700_000_000.0
 SECRET = "s3cr3t-value-0123456789"
 
 
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

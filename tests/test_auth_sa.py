@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
+from tests._clock import ManualClock as FakeClock
 from yandexgpt_grpc import AsyncClient, Client
 from yandexgpt_grpc._auth import CredentialsError, ServiceAccountKey
 from yandexgpt_grpc._auth_sa import IAM_TOKEN_AUDIENCE, JWT_LIFETIME
@@ -35,17 +36,6 @@ FOLDER = "b1gfolder"
 MODEL = "yandexgpt-lite"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture(scope="module")
 def shared_key() -> dict[str, str]:
     """One RSA key for the module: generating keys is the slow part of these tests."""
@@ -54,7 +44,7 @@ def shared_key() -> dict[str, str]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(T0)
 
 
 @pytest.fixture
@@ -242,7 +232,7 @@ def test_unknown_key_and_bad_signature_are_refused(emu: Emulator, clock: FakeClo
 
 
 def test_stale_jwt_is_refused(emu: Emulator, iam: IamService, clock: FakeClock, shared_key: dict[str, str]) -> None:
-    client_clock = FakeClock()
+    client_clock = FakeClock(T0)
     client_clock.now = T0 - 2 * JWT_LIFETIME  # a client whose clock lags far behind
     with pytest.raises(CredentialsError, match="expired"):
         sa_creds(shared_key, emu, client_clock).authorization()

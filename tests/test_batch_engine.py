@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests._clock import ManualClock as Clock
 from yandexgpt_grpc import RetryPolicy
 from yandexgpt_grpc._batch import BatchProblem, _Output
 from yandexgpt_grpc._cloud_batch_files import RequestIndex, convert_input, map_results
@@ -26,17 +27,9 @@ FOLDER = "b1gfolder"
 MODEL = f"gpt://{FOLDER}/yandexgpt-lite/latest"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(1000.0)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests._clock import ManualClock as Clock
 from yandexgpt_grpc import AsyncClient, Client, OperationTimeoutError
 from yandexgpt_grpc._batch_io import OutputLock
 from yandexgpt_grpc._cloud_batch import CloudBatchError, Poll
@@ -25,17 +26,9 @@ API_KEY = "test-api-key-0123456789"
 FAST = Poll(initial=0.01, growth=1.0, max_interval=0.01)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(0.0)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from tests._clock import ManualClock as Clock
 from yandexgpt_grpc._cloud_http import HttpTransfer, Part
 from yandexgpt_grpc._generated.yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2 as bi_pb2
 from yandexgpt_grpc._generated.yandex.cloud.ai.batch_inference.v1 import batch_inference_service_pb2_grpc as bi_grpc
@@ -34,14 +35,6 @@ MODEL = f"gpt://{FOLDER}/yandexgpt-lite/latest"
 AUTH = (("authorization", "Api-Key test"),)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Stubs:
     def __init__(self, channel: grpc.Channel) -> None:
         self.ds = ds_grpc.DatasetServiceStub(channel)
@@ -52,7 +45,7 @@ class Stubs:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(0.0)
 
 
 @pytest.fixture

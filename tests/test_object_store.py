@@ -13,20 +13,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 
+from tests._clock import ManualClock as FakeClock
 from yandexgpt_grpc.testing._object_store import ObjectStore
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1_800_000_000.0)
 
 
 @pytest.fixture

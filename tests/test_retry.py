@@ -9,6 +9,7 @@ import statistics
 import grpc
 import pytest
 
+from tests._clock import ManualClock as FakeClock
 from yandexgpt_grpc import (
     ApiKey,
     DeadlineExceededError,
@@ -24,17 +25,9 @@ from yandexgpt_grpc import (
 from yandexgpt_grpc._retry import CallRetry
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
+    fake = FakeClock(100.0)
     monkeypatch.setattr(_retry, "monotonic", fake)
     return fake
 
