@@ -60,6 +60,17 @@ def _quiet_grpc(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL, logger="grpc")  # grpc logs each parse failure with a traceback
 
 
+async def _complete(kind: str, address: str, retry: RetryPolicy | None) -> None:
+    """complete() with either client (the failure propagates)."""
+    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g", "retry": retry}
+    if kind == "async":
+        async with AsyncClient(address, **kwargs) as aclient:
+            await aclient.complete("yandexgpt-lite", "hi")
+    else:
+        with Client(address, **kwargs) as client:
+            await asyncio.to_thread(client.complete, "yandexgpt-lite", "hi")
+
+
 async def _stream(kind: str, address: str) -> list[str]:
     """Iterate a stream, returning the texts seen before it failed (the failure propagates)."""
     kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g", "retry": None}
@@ -100,14 +111,8 @@ async def test_unparsable_first_response_is_internal(kind: str, raw_server: Any)
 @pytest.mark.parametrize("kind", ["sync", "async"])
 async def test_unparsable_unary_answer_is_internal(kind: str, raw_server: Any) -> None:
     address = await raw_server([_GARBAGE])
-    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g", "retry": None}
     with pytest.raises(InternalServerError) as info:
-        if kind == "async":
-            async with AsyncClient(address, **kwargs) as aclient:
-                await aclient.complete("yandexgpt-lite", "hi")
-        else:
-            with Client(address, **kwargs) as client:
-                await asyncio.to_thread(client.complete, "yandexgpt-lite", "hi")
+        await _complete(kind, address, None)
     assert "deserializing" in info.value.details
 
 
@@ -143,12 +148,6 @@ async def test_unparsable_unary_answer_is_retried_alike(kind: str, raw_server: A
     """INTERNAL before any response is retried by both clients (the asyncio one used to give up at once)."""
     address = await raw_server([_GARBAGE])
     policy = RetryPolicy(max_attempts=3, initial_backoff=0.001, max_backoff=0.002)
-    kwargs: dict[str, Any] = {"insecure": True, "api_key": "k", "folder_id": "b1g", "retry": policy}
     with pytest.raises(InternalServerError) as info:
-        if kind == "async":
-            async with AsyncClient(address, **kwargs) as aclient:
-                await aclient.complete("yandexgpt-lite", "hi")
-        else:
-            with Client(address, **kwargs) as client:
-                await asyncio.to_thread(client.complete, "yandexgpt-lite", "hi")
+        await _complete(kind, address, policy)
     assert info.value.attempts == 3 and "deserializing" in info.value.details
